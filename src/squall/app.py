@@ -1,0 +1,232 @@
+"""The declarative registry: `App` and its decorators.
+
+Decorators only record (Chalice's `@app.route` is the model): they validate the
+declaration, store a `Function` and hand the user's callable back unchanged. Later
+stages (runtime, gateway, CLI, testing) read the registry. No I/O happens here, and no
+process-global state: tests build many `App`s in one process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol
+
+from .config import (
+    DEFAULT_MAX_BODY_BYTES,
+    ConfigError,
+    FunctionConfig,
+    Route,
+)
+from .types import Handler
+
+_SETTINGS = (
+    "memory_mb",
+    "timeout_s",
+    "concurrency",
+    "provisioned",
+    "keep_warm_s",
+    "max_wait_s",
+    "environment",
+    "description",
+)
+_APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Invoker(Protocol):
+    """What `App.invoke` talks to; bound by whatever runs the app (worker, test harness)."""
+
+    def invoke(self, function: str, data: Any) -> Any: ...
+
+
+class NotRunning(RuntimeError):
+    """`app.invoke` was called where no Squall runtime runs this app."""
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """One registered function: its settings and the user's callable."""
+
+    config: FunctionConfig
+    handler: Handler
+    takes_context: bool
+    is_async: bool
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _positional_arity(handler: Handler) -> int:
+    try:
+        sig = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return 2
+    count = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return 2
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class App:
+    """A named set of functions and their triggers.
+
+    >>> app = App("shop")
+    >>> @app.http("GET", "/hello/{name}")
+    ... def hello(request):
+    ...     return {"hello": request.path_params["name"]}
+    """
+
+    def __init__(self, name: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        if not isinstance(name, str) or not _APP_NAME_RE.match(name):
+            raise ConfigError(
+                f"app name {name!r} is invalid: use 1-63 lower-case letters, digits, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise ConfigError(f"app {name!r}: max_body_bytes must be a positive int")
+        self.name = name
+        self.max_body_bytes = max_body_bytes
+        self.functions: dict[str, Function] = {}
+        caller = sys._getframe(1).f_globals
+        self.module: str = caller.get("__name__", "")
+        self.file: str | None = caller.get("__file__")
+        self._invoker: Invoker | None = None
+
+    # -- declaration ---------------------------------------------------------------
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        *,
+        name: str | None = None,
+        format: str = "native",
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Serve `method path` through the HTTP gateway (path params: `{id}`, `{proxy+}`)."""
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            route = Route(method.upper() if isinstance(method, str) else method, path)
+            existing = self.functions.get(fname)
+            if existing is not None and existing.handler is handler and existing.config.kind == "http":
+                # the same callable served on one more route: same settings required
+                wanted = self._config(fname, "http", format, settings, existing.config.routes + (route,))
+                if replace(wanted, routes=existing.config.routes) != existing.config:
+                    raise ConfigError(
+                        f"function {fname!r}: registered again with other settings; pass name= "
+                        "to register it as a separate function"
+                    )
+                self._check_route_free(fname, route)
+                self._add(fname, wanted, handler, replace_ok=True)
+                return handler
+            cfg = self._config(fname, "http", format, settings, (route,))
+            self._check_route_free(fname, route)
+            self._add(fname, cfg, handler)
+            return handler
+
+        return register
+
+    def function(
+        self,
+        handler: Handler | None = None,
+        *,
+        name: str | None = None,
+        format: str = "native",
+        **settings: Any,
+    ) -> Any:
+        """An invoke-only function: `app.invoke(name, data)`, `squall invoke`."""
+
+        def register(h: Handler) -> Handler:
+            fname = name or getattr(h, "__name__", None) or "handler"
+            self._add(fname, self._config(fname, "function", format, settings, ()), h)
+            return h
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def _config(
+        self, fname: str, kind: str, format: str, settings: dict[str, Any], routes: tuple[Route, ...]
+    ) -> FunctionConfig:
+        unknown = sorted(set(settings) - set(_SETTINGS))
+        if unknown:
+            raise ConfigError(
+                f"function {fname!r}: unknown setting {', '.join(map(repr, unknown))}; "
+                f"known settings are {', '.join(_SETTINGS)}"
+            )
+        env = settings.get("environment")
+        if env is not None and not isinstance(env, dict):
+            raise ConfigError(f"function {fname!r}: environment must be a dict of str to str")
+        try:
+            return FunctionConfig(name=fname, kind=kind, format=format, routes=routes, **settings)
+        except TypeError as exc:  # pragma: no cover - guarded by the check above
+            raise ConfigError(f"function {fname!r}: {exc}") from None
+
+    def _check_route_free(self, fname: str, route: Route) -> None:
+        for other in self.functions.values():
+            for r in other.config.routes:
+                if r.path == route.path and (
+                    r.method == route.method or "ANY" in (r.method, route.method)
+                ):
+                    raise ConfigError(
+                        f"function {fname!r}: route {route.method} {route.path} is already "
+                        f"served by function {other.name!r}"
+                    )
+
+    def _add(self, fname: str, cfg: FunctionConfig, handler: Handler, replace_ok: bool = False) -> None:
+        if not callable(handler):
+            raise ConfigError(f"function {fname!r}: the handler must be callable, got {handler!r}")
+        if fname in self.functions and not replace_ok:
+            raise ConfigError(
+                f"function {fname!r} is already registered in app {self.name!r}; pass name= "
+                "to register it under another name"
+            )
+        arity = _positional_arity(handler)
+        needed = 1 if cfg.kind == "http" and cfg.format == "native" else 2
+        if arity < 1 or (needed == 2 and arity < 2):
+            want = "(request) or (request, ctx)" if needed == 1 else "(event, ctx)"
+            raise ConfigError(
+                f"function {fname!r}: the handler must take {want}; it takes {arity} positional "
+                "argument(s)"
+            )
+        self.functions[fname] = Function(
+            config=cfg,
+            handler=handler,
+            takes_context=arity >= 2,
+            is_async=inspect.iscoroutinefunction(handler),
+        )
+
+    # -- reading -------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """The registry as plain data: what a supervisor needs, without any user code."""
+        return {
+            "app": self.name,
+            "max_body_bytes": self.max_body_bytes,
+            "functions": [f.config.to_manifest() for f in self.functions.values()],
+        }
+
+    # -- calling -------------------------------------------------------------------
+
+    def invoke(self, function: str, data: Any = None) -> Any:
+        """Run `function` to completion and return its result (raises on failure)."""
+        if self._invoker is None:
+            raise NotRunning(
+                f"app {self.name!r} is not running here: call app.invoke inside a function, "
+                "under squall.testing, or use `squall invoke APP FUNCTION`"
+            )
+        return self._invoker.invoke(function, data)
+
+    def bind(self, invoker: Invoker | None) -> None:
+        """Attach the runtime that `invoke` uses (done by the worker or the test harness)."""
+        self._invoker = invoker
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, functions={list(self.functions)})"

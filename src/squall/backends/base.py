@@ -1,0 +1,60 @@
+"""What the rest of Squall needs from storage, as narrow Protocols.
+
+Only `backends/` imports a database or broker client. Capabilities are layered: this
+first layer is the invocation log (metering and captured output per invocation); queues,
+topics, streams, tables and the event store come as further Protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationRecord:
+    """One row of the invocation log: what a REPORT line says, plus where it came from."""
+
+    request_id: str
+    app: str
+    function: str
+    trigger: str  # http | event
+    started_at: float  # seconds since the epoch
+    duration_ms: float
+    billed_ms: int
+    memory_mb: int
+    max_memory_mb: int
+    cold: bool
+    init_ms: float | None
+    status: str  # ok | error | timeout | memory | crash | throttled
+    error_type: str | None
+    error_message: str | None
+    logs: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    request_id: str
+    function: str
+    ts: float
+    line: str
+
+
+class InvocationLog(Protocol):
+    def record(self, rows: list[InvocationRecord]) -> None: ...
+
+    def invocations(
+        self, app: str, function: str | None = None, *, limit: int = 50,
+        request_id: str | None = None,
+    ) -> list[InvocationRecord]: ...
+
+    def logs(
+        self, app: str, function: str | None = None, *, request_id: str | None = None,
+        limit: int = 200,
+    ) -> list[LogLine]: ...
+
+    def close(self) -> None: ...
+
+
+class StoreError(Exception):
+    """A storage failure, translated at the boundary from the driver's own error."""

@@ -1,0 +1,136 @@
+"""The embedded store: SQLite in WAL mode under the data directory.
+
+One connection, used from one thread at a time (callers serialise; the server runs it on
+a dedicated executor thread). The invocation log is written in batches, so metering
+never sits on an invocation's path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..base import InvocationRecord, LogLine, StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    request_id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL,
+    billed_ms INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    max_memory_mb INTEGER NOT NULL,
+    cold INTEGER NOT NULL,
+    init_ms REAL,
+    status TEXT NOT NULL,
+    error_type TEXT,
+    error_message TEXT
+);
+CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations(app, function, started_at);
+CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations(app, started_at);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    ts REAL NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_request ON logs(request_id);
+CREATE INDEX IF NOT EXISTS logs_by_function ON logs(app, function, id);
+"""
+
+_COLUMNS = ("request_id, app, function, trigger, started_at, duration_ms, billed_ms, memory_mb, "
+            "max_memory_mb, cold, init_ms, status, error_type, error_message")
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def record(self, rows: list[InvocationRecord]) -> None:
+        if not rows:
+            return
+        inv = [
+            (r.request_id, r.app, r.function, r.trigger, r.started_at, r.duration_ms, r.billed_ms,
+             r.memory_mb, r.max_memory_mb, int(r.cold), r.init_ms, r.status, r.error_type,
+             r.error_message)
+            for r in rows
+        ]
+        lines = [
+            (r.request_id, r.app, r.function, r.started_at, line)
+            for r in rows if r.logs
+            for line in r.logs.rstrip("\n").split("\n")
+        ]
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        f"INSERT OR REPLACE INTO invocations ({_COLUMNS}) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inv)
+                    if lines:
+                        self._db.executemany(
+                            "INSERT INTO logs (request_id, app, function, ts, line) "
+                            "VALUES (?,?,?,?,?)", lines)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the invocation log: {exc}") from exc
+
+    def invocations(self, app: str, function: str | None = None, *, limit: int = 50,
+                    request_id: str | None = None) -> list[InvocationRecord]:
+        sql = f"SELECT {_COLUMNS} FROM invocations WHERE app = ?"
+        args: list = [app]
+        if function:
+            sql += " AND function = ?"
+            args.append(function)
+        if request_id:
+            sql += " AND request_id = ?"
+            args.append(request_id)
+        sql += " ORDER BY started_at DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        out = []
+        for row in reversed(rows):
+            fields = list(row)
+            fields[9] = bool(fields[9])
+            out.append(InvocationRecord(*fields))
+        return out
+
+    def logs(self, app: str, function: str | None = None, *, request_id: str | None = None,
+             limit: int = 200) -> list[LogLine]:
+        sql = "SELECT request_id, function, ts, line FROM logs WHERE app = ?"
+        args: list = [app]
+        if function:
+            sql += " AND function = ?"
+            args.append(function)
+        if request_id:
+            sql += " AND request_id = ?"
+            args.append(request_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [LogLine(*r) for r in reversed(rows)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

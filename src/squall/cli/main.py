@@ -1,0 +1,296 @@
+"""`squall`: the command line (typer + rich).
+
+Results go to stdout (JSON, for scripts), everything for people to stderr. A bad argument
+or an app that cannot load is a message and exit code 2; a function that failed is exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..backends import StoreError, open_store, store_url_for_data_dir
+from ..runtime.adapters import http_request_to_wire
+from ..runtime.loader import resolve_ref
+from ..runtime.metering import Recorder
+from ..runtime.runtime import Runtime, UnknownFunction
+from ..runtime.zygote_client import ZygoteClient, ZygoteError
+from ..types import HttpRequest, InvocationResult
+
+cli = typer.Typer(
+    name="squall",
+    help="Squall: a serverless platform you run yourself.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+APP_HELP = "The app: a Python file (or directory with app.py) defining an App, or module:attr."
+DATA_DIR_HELP = "Where the embedded store keeps its data."
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _check_app(app: str) -> str:
+    target = app.split(":", 1)[0]
+    if (target.endswith(".py") or "/" in target) and not Path(target).exists():
+        raise fail(f"no such app file: {target}")
+    return resolve_ref(app)
+
+
+def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: bool) -> None:
+    from ..server import ServeOptions, run
+
+    ref = _check_app(app)
+    if not 0 <= port <= 65535:
+        raise fail(f"--port must be from 0 to 65535, got {port}")
+    opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
+                        expose_errors=expose)
+    try:
+        run(ref, opts)
+    except ZygoteError as exc:
+        err.print(exc.detail or "", highlight=False, markup=False)
+        raise fail(f"the app could not be loaded: {exc}") from None
+    except OSError as exc:
+        raise fail(f"cannot serve on {host}:{port}: {exc}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+def dev(
+    app: str = typer.Argument(..., help=APP_HELP),
+    port: int = typer.Option(8080, help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
+) -> None:
+    """Run the app with hot reload: edits take effect on the next request."""
+    _serve(app, port, host, data_dir, reload=True, expose=True)
+
+
+@cli.command()
+def run(
+    app: str = typer.Argument(..., help=APP_HELP),
+    port: int = typer.Option(8080, help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
+    expose_errors: bool = typer.Option(
+        False, help="Put function error types and messages in HTTP error bodies."),
+) -> None:
+    """Run the app without reload, for production."""
+    _serve(app, port, host, data_dir, reload=False, expose=expose_errors)
+
+
+def _parse_data(data: Optional[str], data_file: Optional[Path]) -> Any:
+    if data is not None and data_file is not None:
+        raise fail("give --data or --data-file, not both")
+    text = data
+    if data_file is not None:
+        try:
+            text = data_file.read_text()
+        except OSError as exc:
+            raise fail(f"cannot read --data-file: {exc}") from None
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise fail(f"--data is not valid JSON: {exc}") from None
+
+
+def _http_request(function: str, data: Any) -> HttpRequest:
+    """An HTTP request from --data: {"method", "path", "query", "headers", "body"}."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise fail(f"function {function!r} is an HTTP function: --data must be an object like "
+                   '{"method": "POST", "path": "/orders", "headers": {}, "body": {...}}')
+    body = data.get("body", b"")
+    if not isinstance(body, (str, bytes)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items()]
+    return HttpRequest(
+        method=str(data.get("method", "GET")).upper(), path=str(data.get("path", "/")),
+        query_string=str(data.get("query", "")), headers=headers, body=body,
+        path_params={str(k): str(v) for k, v in (data.get("path_params") or {}).items()},
+        route=str(data.get("route", "")), time_epoch_ms=int(time.time() * 1000),
+    )
+
+
+def _http_result_json(result: InvocationResult) -> dict[str, Any]:
+    resp = result.value
+    body = resp.body
+    try:
+        text, b64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        import base64
+
+        text, b64 = base64.b64encode(body).decode(), True
+    return {"statusCode": resp.status, "headers": dict(resp.headers), "body": text,
+            "isBase64Encoded": b64}
+
+
+async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> InvocationResult:
+    store = open_store(store_url_for_data_dir(data_dir))
+    recorder = Recorder(store)
+    runtime = Runtime(ref, on_result=recorder.add)
+    try:
+        with err.status("[dim]starting the app…[/]", spinner="dots"):
+            manifest = await runtime.start()
+        recorder.app = manifest["app"]
+        cfg = runtime.config(function)
+        if cfg.kind == "http" and cfg.format == "native":
+            req = _http_request(function, data)
+            result = await runtime.invoke(function, "http", http_request_to_wire(req))
+        else:
+            result = await runtime.invoke(function, "event", json.dumps(data))
+        return result
+    finally:
+        await runtime.stop()
+        await recorder.close()
+        store.close()
+
+
+@cli.command()
+def invoke(
+    app: str = typer.Argument(..., help=APP_HELP),
+    function: str = typer.Argument(..., help="The function to run."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="The event, as JSON."),
+    data_file: Optional[Path] = typer.Option(None, "--data-file", help="Read the event from a file."),
+    data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
+) -> None:
+    """Run one function once: its result as JSON on stdout, a REPORT line on stderr."""
+    ref = _check_app(app)
+    payload = _parse_data(data, data_file)
+    try:
+        result = asyncio.run(_invoke(ref, function, payload, data_dir))
+    except UnknownFunction as exc:
+        raise fail(str(exc)) from None
+    except ZygoteError as exc:
+        err.print(exc.detail or "", highlight=False, markup=False)
+        raise fail(f"the app could not be loaded: {exc}") from None
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    if result.logs:
+        sys.stderr.write(result.logs if result.logs.endswith("\n") else result.logs + "\n")
+    if result.ok:
+        if isinstance(result.value, str):
+            sys.stdout.write(result.value + "\n")
+        else:
+            sys.stdout.write(json.dumps(_http_result_json(result)) + "\n")
+    else:
+        sys.stdout.write(json.dumps(result.error_payload()) + "\n")
+    sys.stderr.write(result.report_line() + "\n")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+async def _manifest(ref: str) -> dict[str, Any]:
+    zygote = ZygoteClient(ref, on_exit=lambda pid, status: None)
+    try:
+        return await zygote.start()
+    finally:
+        await zygote.stop()
+
+
+@cli.command()
+def functions(
+    app: str = typer.Argument(..., help=APP_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """List the app's functions, their triggers and settings."""
+    ref = _check_app(app)
+    try:
+        with err.status("[dim]loading the app…[/]", spinner="dots"):
+            manifest = asyncio.run(_manifest(ref))
+    except ZygoteError as exc:
+        err.print(exc.detail or "", highlight=False, markup=False)
+        raise fail(f"the app could not be loaded: {exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        return
+    table = Table(title=f"app {manifest['app']}")
+    for col in ("function", "trigger", "format", "memory", "timeout", "concurrency",
+                "provisioned", "keep warm"):
+        table.add_column(col)
+    for f in manifest["functions"]:
+        trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or "invoke"
+        table.add_row(
+            f["name"], trigger, f["format"], f"{f['memory_mb']} MB", f"{f['timeout_s']:g} s",
+            str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
+        )
+    Console().print(table)
+
+
+@cli.command()
+def logs(
+    app: str = typer.Argument(..., help="The app's name (as in App(name)) or its file."),
+    function: Optional[str] = typer.Argument(None, help="Only this function."),
+    data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
+    limit: int = typer.Option(20, min=1, max=10000, help="How many invocations."),
+    request_id: Optional[str] = typer.Option(None, help="Only this invocation."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per invocation."),
+) -> None:
+    """Show recent invocations with their metering and captured output."""
+    app_name = app
+    if app.endswith(".py") or "/" in app or ":" in app:
+        ref = _check_app(app)
+        try:
+            app_name = asyncio.run(_manifest(ref))["app"]
+        except ZygoteError as exc:
+            raise fail(f"the app could not be loaded: {exc}") from None
+    db = Path(data_dir) / "squall.db"
+    if not db.exists():
+        raise fail(f"no invocation log at {db}: run the app first, or pass --data-dir")
+    store = open_store(store_url_for_data_dir(data_dir))
+    try:
+        rows = store.invocations(app_name, function, limit=limit, request_id=request_id)
+        lines = store.logs(app_name, function, request_id=request_id, limit=limit * 50)
+    finally:
+        store.close()
+    by_request: dict[str, list[str]] = {}
+    for line in lines:
+        by_request.setdefault(line.request_id, []).append(line.line)
+    out = Console(highlight=False)
+    if not rows and not as_json:
+        err.print(f"no invocations of {function or 'any function'} in app {app_name!r}")
+    for r in rows:
+        if as_json:
+            rec = {k: getattr(r, k) for k in r.__slots__ if k != "logs"}
+            rec["logs"] = by_request.get(r.request_id, [])
+            sys.stdout.write(json.dumps(rec) + "\n")
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        colour = "green" if r.status == "ok" else "red"
+        out.print(f"[dim]{when}[/] [bold]{r.function}[/] [{colour}]{r.status}[/] "
+                  f"[dim]{r.request_id}[/]")
+        for line in by_request.get(r.request_id, []):
+            out.print(f"  {line}", markup=False)
+        if r.error_type:
+            out.print(f"  {r.error_type}: {r.error_message}", style="red", markup=False)
+        report = (f"  REPORT Duration: {r.duration_ms:.2f} ms  Billed Duration: {r.billed_ms} ms  "
+                  f"Memory Size: {r.memory_mb} MB  Max Memory Used: {r.max_memory_mb} MB")
+        if r.cold and r.init_ms is not None:
+            report += f"  Init Duration: {r.init_ms:.2f} ms"
+        out.print(f"[dim]{report}[/]")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""How one invocation calls a user's handler, whatever its style, and shapes the result.
+
+Written once and used by both the forked worker and the in-process test harness:
+
+* HTTP, native:       handler(Request[, ctx])  -> body | (status, body[, headers]) | Response
+* HTTP, aws-http-v2:  handler(event, context)  -> proxy response dict or any JSON value
+* HTTP, aws-rest-v1:  handler(event, context)  -> proxy response dict
+* event:              handler(data, ctx)       -> any JSON value
+
+`def` and `async def` handlers go through the same path: an awaitable result is run to
+completion on the caller-supplied event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import traceback
+from typing import Any, Callable
+
+from ..app import Function
+from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
+from ..types import Context, HttpRequest, HttpResponse
+
+WireHttp = list  # [status, [[name, value], ...], body_bytes]
+
+
+class HandlerFailure(Exception):
+    """Carries a user error out of `call`: type, message and Lambda-style stack trace."""
+
+    def __init__(self, error_type: str, message: str, stack: list[str]) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.stack = stack
+
+
+def http_request_from_wire(payload: list) -> HttpRequest:
+    return HttpRequest(*payload)
+
+
+def http_request_to_wire(req: HttpRequest) -> list:
+    return [
+        req.method, req.path, req.query_string, req.headers, req.body, req.path_params,
+        req.route, req.source_ip, req.scheme, req.http_version, req.time_epoch_ms,
+        req.request_id,
+    ]
+
+
+def http_response_to_wire(resp: HttpResponse) -> WireHttp:
+    return [resp.status, resp.headers, resp.body]
+
+
+def http_response_from_wire(value: WireHttp) -> HttpResponse:
+    status, headers, body = value
+    return HttpResponse(status=status, headers=[(k, v) for k, v in headers], body=body)
+
+
+def _await(result: Any, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
+    if inspect.isawaitable(result):
+        return loop_factory().run_until_complete(result)
+    return result
+
+
+def _failure(exc: BaseException) -> HandlerFailure:
+    frames = traceback.extract_tb(exc.__traceback__)
+    # drop our own frames: the user's trace starts at their handler
+    stack = [line for line in traceback.format_list(frames) if "/squall/runtime/" not in line]
+    return HandlerFailure(type(exc).__name__, str(exc), stack)
+
+
+def call(
+    fn: Function,
+    kind: str,
+    payload: Any,
+    ctx: Context,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> Any:
+    """Run one invocation; returns the wire value or raises HandlerFailure."""
+    cfg = fn.config
+    try:
+        if kind == "http":
+            raw = http_request_from_wire(payload)
+            if cfg.format == "native":
+                request = Request(raw)
+                try:
+                    args = (request, ctx) if fn.takes_context else (request,)
+                    result = _await(fn.handler(*args), loop_factory)
+                    response = to_http_response(result)
+                except HTTPError as exc:  # the handler chose the status: not a failure
+                    response = error_response(exc)
+            elif cfg.format == "aws-http-v2":
+                from ..events import aws_apigw
+
+                event = aws_apigw.http_api_v2_event(raw)
+                result = _await(fn.handler(event, ctx), loop_factory)
+                response = aws_apigw.response_from_v2(result)
+            else:
+                from ..events import aws_apigw
+
+                event = aws_apigw.rest_api_v1_event(raw)
+                result = _await(fn.handler(event, ctx), loop_factory)
+                response = aws_apigw.response_from_v1(result)
+            return http_response_to_wire(response)
+        # an event invocation; data arrives and leaves as JSON text
+        data = json.loads(payload) if isinstance(payload, str) and payload else None
+        args = (data, ctx) if fn.takes_context else (data,)
+        result = _await(fn.handler(*args), loop_factory)
+        try:
+            return json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise HandlerFailure(
+                "Runtime.MarshalError", f"Unable to marshal response: {exc}", []
+            ) from None
+    except HandlerFailure:
+        raise
+    except InvalidResponse as exc:
+        raise HandlerFailure("Runtime.InvalidResponse", str(exc), []) from None
+    except Exception as exc:
+        raise _failure(exc) from None

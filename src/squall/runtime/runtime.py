@@ -1,0 +1,230 @@
+"""The invoker: one app's zygote, its function pools, and the metering of every call.
+
+`Runtime` is what the gateway, the CLI and the test harness call. It never imports the
+user's module: the zygote does, and hands back the manifest (plain data) from which the
+pools are built. Results go to the caller and to `on_result` (the invocation log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Callable
+
+from ..config import FunctionConfig
+from ..observe import logs
+from ..types import InvocationResult
+from . import protocol as P
+from .adapters import http_response_from_wire
+from .loader import resolve_ref
+from .pool import FunctionPool, Pending, Throttled, WorkerConn
+from .zygote_client import ZygoteClient
+
+ResultSink = Callable[[InvocationResult, str], None]
+
+DEFAULT_MAX_WORKERS = 64  # per function without reserved concurrency
+MEMORY_CHECK_S = 0.05
+REAP_CHECK_S = 1.0
+
+
+class UnknownFunction(LookupError):
+    def __init__(self, app: str, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"app {app!r} has no function {name!r}; its functions are: {', '.join(known) or 'none'}"
+        )
+        self.function = name
+
+
+class Runtime:
+    def __init__(
+        self,
+        app_ref: str,
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        on_result: ResultSink | None = None,
+    ) -> None:
+        self.app_ref = resolve_ref(app_ref)
+        self.max_workers = max_workers
+        self.on_result = on_result
+        self.zygote: ZygoteClient | None = None
+        self.manifest: dict[str, Any] = {}
+        self.app_name = ""
+        self.configs: dict[str, FunctionConfig] = {}
+        self.pools: dict[str, FunctionPool] = {}
+        self.pids: dict[int, WorkerConn] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._retired: list[tuple[ZygoteClient, list[FunctionPool]]] = []
+        self.generation = 0
+        self.stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> dict[str, Any]:
+        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
+        manifest = await zygote.start()
+        self._install(zygote, manifest)
+        self._housekeeping = asyncio.ensure_future(self._housekeep())
+        return manifest
+
+    def _install(self, zygote: ZygoteClient, manifest: dict[str, Any]) -> None:
+        self.zygote = zygote
+        self.manifest = manifest
+        self.app_name = manifest["app"]
+        self.configs = {
+            f["name"]: FunctionConfig.from_manifest(f) for f in manifest["functions"]
+        }
+        self.pools = {
+            name: FunctionPool(self, cfg, self.max_workers) for name, cfg in self.configs.items()
+        }
+        self.generation += 1
+        for pool in self.pools.values():
+            self.replenish(pool)
+
+    async def reload(self) -> dict[str, Any]:
+        """Import the app afresh in a new zygote; on success swap it in, else keep the old.
+
+        Idle old workers are retired now; busy ones finish their work first.
+        """
+        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
+        manifest = await zygote.start()  # raises ZygoteError: the old version keeps serving
+        old_zygote, old_pools = self.zygote, list(self.pools.values())
+        self._install(zygote, manifest)
+        if old_zygote is not None:
+            self._retired.append((old_zygote, old_pools))
+        self._sweep_retired()
+        return manifest
+
+    def _sweep_retired(self) -> None:
+        still: list[tuple[ZygoteClient, list[FunctionPool]]] = []
+        for zygote, pools in self._retired:
+            busy = False
+            for pool in pools:
+                pool.max_workers = 0
+                for w in list(pool.workers):
+                    if w.inflight or w.nested:
+                        busy = True
+                    else:
+                        w.close()
+            if busy:
+                still.append((zygote, pools))
+            else:
+                asyncio.ensure_future(zygote.stop())
+        self._retired = still
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
+        for pool in self.pools.values():
+            for w in list(pool.workers):
+                w.kill("shutdown")
+        for zygote, pools in self._retired:
+            for pool in pools:
+                for w in list(pool.workers):
+                    w.kill("shutdown")
+            await zygote.stop()
+        self._retired = []
+        if self.zygote is not None:
+            await self.zygote.stop()
+            self.zygote = None
+
+    async def _housekeep(self) -> None:
+        last_reap = time.monotonic()
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_S)
+            for pool in self.pools.values():
+                pool.check_memory()
+            now = time.monotonic()
+            if now - last_reap >= REAP_CHECK_S:
+                last_reap = now
+                for pool in self.pools.values():
+                    pool.reap_idle(now)
+                if self._retired:
+                    self._sweep_retired()
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        w = self.pids.get(pid)
+        if w is not None and not w.exit_status.done():
+            w.exit_status.set_result(status)
+
+    def zygote_fork(self, function: str) -> tuple[Any, int]:
+        assert self.zygote is not None
+        return self.zygote.fork(function)
+
+    def replenish(self, pool: FunctionPool) -> None:
+        if self.stopping or pool is not self.pools.get(pool.cfg.name):
+            return  # shutting down, or a retired pool
+        missing = pool.cfg.provisioned - len(pool.workers) - pool.starting
+        for _ in range(max(0, missing)):
+            asyncio.ensure_future(self._provision(pool))
+
+    async def _provision(self, pool: FunctionPool) -> None:
+        try:
+            await pool.spawn()
+        except Exception as exc:  # the zygote went away; the next call reports it
+            logs.event("could not start a provisioned worker", logging.ERROR,
+                       function=pool.cfg.name, error=str(exc))
+
+    # -- invoking ------------------------------------------------------------------
+
+    def function_names(self) -> list[str]:
+        return list(self.configs)
+
+    def config(self, function: str) -> FunctionConfig:
+        cfg = self.configs.get(function)
+        if cfg is None:
+            raise UnknownFunction(self.app_name, function, list(self.configs))
+        return cfg
+
+    async def invoke(
+        self, function: str, kind: str, payload: Any, *, request_id: str | None = None
+    ) -> InvocationResult:
+        """Run one invocation to completion. `payload`: JSON text (event) or wire HTTP request."""
+        pool = self.pools.get(function)
+        if pool is None:
+            raise UnknownFunction(self.app_name, function, list(self.configs))
+        rid = request_id or str(uuid.uuid4())
+        future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+        pending = Pending(rid, kind, payload, future)
+        started_wall = time.time()
+        try:
+            await pool.submit(pending)
+        except Throttled as exc:
+            result = InvocationResult(
+                request_id=rid, function=function, ok=False, status="throttled",
+                error_type="TooManyRequestsException", error_message=str(exc),
+                started_at=started_wall, memory_mb=pool.cfg.memory_mb,
+            )
+            self._record(result, kind)
+            return result
+        return await future
+
+    def finish(self, cfg: FunctionConfig, pending: Pending, *, status: str, value: Any,
+               error_type: str | None, error_message: str | None, stack: list[str] | None,
+               duration_ms: float, max_memory_mb: int, cold: bool, init_ms: float | None,
+               logs: str) -> None:
+        if status == P.OK and pending.kind == P.KIND_HTTP:
+            value = http_response_from_wire(value)
+        result = InvocationResult(
+            request_id=pending.request_id, function=cfg.name, ok=status == P.OK, value=value,
+            error_type=error_type, error_message=error_message, stack_trace=stack,
+            started_at=time.time() - (time.monotonic() - pending.t_enqueued),
+            duration_ms=duration_ms, memory_mb=cfg.memory_mb, max_memory_mb=max_memory_mb,
+            cold=cold, init_ms=init_ms, logs=logs, status=status,
+        )
+        if not pending.future.done():
+            pending.future.set_result(result)
+        self._record(result, pending.kind)
+
+    def _record(self, result: InvocationResult, kind: str) -> None:
+        if self.on_result is not None:
+            try:
+                self.on_result(result, kind)
+            except Exception:  # pragma: no cover - the log must never break a call
+                pass
+
+    def stats(self) -> dict[str, Any]:
+        return {name: pool.stats() for name, pool in self.pools.items()}

@@ -1,0 +1,238 @@
+"""The worker: one function's execution environment, forked from the app's zygote.
+
+It runs a blocking, single-threaded loop over its socket and serves one invocation at a
+time (Lambda's model). Frames may arrive pipelined; they wait in the socket and in
+`pending` until their turn. Everything the function writes to fd 1/2 (print, logging,
+tracebacks, C extensions) lands in a memfd the supervisor also holds, and is shipped with
+each result; if the worker is killed mid-invocation the supervisor reads what was left.
+
+After each invocation the worker checks its peak RSS against the function's memory
+limit; over it, the invocation fails with a memory error and the worker exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from ..app import App, Function
+from ..types import Context
+from . import protocol as P
+from .adapters import HandlerFailure, call
+
+_LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(request_id)s\t%(message)s\n"
+
+
+def _stream(fd: int) -> io.TextIOWrapper:
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace")
+
+
+class _RequestIdFilter(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = self.request_id
+        return True
+
+
+class _WorkerInvoker:
+    """`app.invoke` inside a worker: a CALL frame to the supervisor, then wait for the reply."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def invoke(self, function: str, data: Any) -> Any:
+        return self.worker.nested_call(function, data)
+
+
+class NestedInvokeError(RuntimeError):
+    """`app.invoke` from a function failed; carries the callee's error type and message."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
+        self.payload = payload
+
+
+class Worker:
+    def __init__(self, app: App, fn: Function, sock: socket.socket, log_fd: int) -> None:
+        self.app = app
+        self.fn = fn
+        self.sock = sock
+        self.log_fd = log_fd
+        self.unpacker = P.unpacker()
+        self.pending: deque[list] = deque()
+        self.replies: dict[int, list] = {}
+        self.next_call = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.invocations = 0
+        self.init_ms = 0.0
+        self.limit_kb = fn.config.memory_mb * 1024
+        self.log_filter = _RequestIdFilter()
+
+    # -- set-up after fork -----------------------------------------------------------
+
+    def setup(self, t_request: float) -> None:
+        cfg = self.fn.config
+        os.environ.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"squall/{self.app.name}/{cfg.name}",
+                "AWS_REGION": os.environ.get("AWS_REGION", "local"),
+                "AWS_EXECUTION_ENV": "squall",
+                "SQUALL_APP": self.app.name,
+                "SQUALL_FUNCTION": cfg.name,
+            }
+        )
+        os.environ.update(cfg.environment)
+        # fd 1 and 2 -> the log memfd, shared offset; Python's streams rebuilt over them
+        os.dup2(self.log_fd, 1)
+        os.dup2(self.log_fd, 2)
+        sys.stdout = _stream(1)
+        sys.stderr = _stream(2)
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT.rstrip("\n"), "%Y-%m-%dT%H:%M:%S"))
+        handler.addFilter(self.log_filter)
+        root.addHandler(handler)
+        logging.Formatter.converter = time.gmtime
+        self.app.bind(_WorkerInvoker(self))
+        self.init_ms = (time.monotonic() - t_request) * 1000.0
+        self.send([P.READY, os.getpid(), self.init_ms])
+
+    # -- I/O -----------------------------------------------------------------------
+
+    def send(self, frame: list) -> None:
+        self.sock.sendall(P.pack(frame))
+
+    def _read(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            os._exit(0)  # the supervisor closed us: reaped, or gone
+        self.unpacker.feed(data)
+        for frame in self.unpacker:
+            if frame[0] == P.CALL_REPLY:
+                self.replies[frame[1]] = frame
+            else:
+                self.pending.append(frame)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop
+
+    def nested_call(self, function: str, data: Any) -> Any:
+        self.next_call += 1
+        call_id = self.next_call
+        self.send([P.CALL, call_id, function, json.dumps(data)])
+        while call_id not in self.replies:
+            self._read()
+        _, _, ok, value = self.replies.pop(call_id)
+        if ok:
+            return json.loads(value) if value else None
+        raise NestedInvokeError(value)
+
+    def _drain_logs(self) -> str:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # a handler may have closed or replaced them
+            pass
+        size = os.fstat(self.log_fd).st_size
+        if not size:
+            return ""
+        data = os.pread(self.log_fd, size, 0)
+        os.ftruncate(self.log_fd, 0)
+        os.lseek(self.log_fd, 0, os.SEEK_SET)
+        return data.decode("utf-8", errors="backslashreplace")
+
+    # -- serving -------------------------------------------------------------------
+
+    def serve(self) -> None:
+        cfg = self.fn.config
+        while True:
+            while not self.pending:
+                self._read()
+            frame = self.pending.popleft()
+            if frame[0] != P.INVOKE:
+                continue
+            _, fid, request_id, kind, payload = frame
+            cold = self.invocations == 0
+            self.invocations += 1
+            ctx = Context(
+                request_id=request_id, function_name=cfg.name, app_name=self.app.name,
+                memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold,
+            )
+            self.log_filter.request_id = request_id
+            status, value, etype, emsg, stack = P.OK, None, None, None, None
+            exit_after = False
+            t0 = time.perf_counter()
+            try:
+                value = call(self.fn, kind, payload, ctx, self._loop)
+            except HandlerFailure as f:
+                status, etype, emsg, stack = P.ERROR, f.error_type, f.message, f.stack
+                print(f"[ERROR] {etype}: {emsg}", file=sys.stderr)
+                if stack:
+                    print("Traceback (most recent call last):\n" + "".join(stack).rstrip(),
+                          file=sys.stderr)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                status, etype = P.EXIT, "Runtime.ExitError"
+                emsg = f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+                exit_after = True
+            duration_ms = (time.perf_counter() - t0) * 1000.0
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            if peak_kb > self.limit_kb:
+                status, value, etype = P.MEMORY, None, "Runtime.OutOfMemory"
+                emsg = (f"RequestId: {request_id} Error: Runtime exited: function {cfg.name!r} "
+                        f"used {peak_kb // 1024} MB, over its memory limit of {cfg.memory_mb} MB")
+                exit_after = True
+            logs = self._drain_logs()
+            self.send([
+                P.RESULT, fid, status, value, etype, emsg, stack, duration_ms,
+                peak_kb // 1024, cold, self.init_ms if cold else None, logs,
+            ])
+            if exit_after:
+                os._exit(1)
+
+
+def run_worker(app: App, fn: Function, sock_fd: int, log_fd: int, t_request: float) -> None:
+    """Entry point in the forked child; never returns."""
+    code = 0
+    try:
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        sock = socket.socket(fileno=sock_fd)
+        sock.setblocking(True)
+        worker = Worker(app, fn, sock, log_fd)
+        worker.setup(t_request)
+        worker.serve()
+    except BaseException:  # pragma: no cover - reported through the log memfd
+        import traceback
+
+        traceback.print_exc()
+        code = 70
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

@@ -1,0 +1,258 @@
+"""Test an app from pytest without starting servers.
+
+    from squall.testing import TestClient
+    from myapp import app
+
+    def test_create_order():
+        with TestClient(app) as client:
+            r = client.post("/orders", json={"id": "o1", "items": [...]})
+            assert r.status_code == 201
+            assert client.invoke("quote", {"items": [...]}).output == {...}
+            assert "created o1" in client.logs("create_order")
+
+Two modes, one API:
+
+* `TestClient(app)` runs handlers in the test process (like Chalice's test client): fast,
+  and monkeypatching, breakpoints and coverage work. Timeouts are enforced by abandoning
+  the call (the thread cannot be killed); memory limits and crashes are not simulated.
+* `TestClient(app, isolated=True)` runs the real runtime: the zygote, forked workers,
+  timeouts that kill, memory limits, crash recovery. The app must live in an importable
+  file (it is imported again in the zygote).
+
+Either way requests go through the real gateway (routing, 404/405/413, JSON errors,
+request ids), called in-process as an ASGI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import threading
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from ..app import App
+from ..gateway.asgi import Gateway
+from ..types import InvocationResult
+from .local import LocalInvoker
+
+__all__ = ["TestClient", "TestResponse", "FunctionFailed"]
+
+
+class FunctionFailed(AssertionError):
+    """`invoke(..., check=True)` and the function failed."""
+
+
+class TestResponse:
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status_code = status
+        self.header_list = headers
+        self.headers = {k: v for k, v in headers}
+        self.content = body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+    @property
+    def request_id(self) -> str:
+        return self.headers.get("x-request-id", "")
+
+    def __repr__(self) -> str:
+        return f"<TestResponse {self.status_code}>"
+
+
+class _Loop:
+    """A private event loop on a thread, so sync tests can drive async machinery."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="squall-testing",
+                                       daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class TestClient:
+    __test__ = False
+
+    def __init__(self, app: App | str, *, isolated: bool = False,
+                 expose_errors: bool = True, max_workers: int = 16) -> None:
+        self.app = app
+        self.isolated = isolated
+        self.expose_errors = expose_errors
+        self.max_workers = max_workers
+        self.results: list[InvocationResult] = []
+        self._loop: _Loop | None = None
+        self._invoker: Any = None
+        self._gateway: Gateway | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> TestClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._loop = _Loop()
+        if self.isolated:
+            from ..runtime.runtime import Runtime
+
+            ref = self.app if isinstance(self.app, str) else _ref_of(self.app)
+            runtime = Runtime(ref, on_result=self._record, max_workers=self.max_workers)
+            manifest = self._loop.run(runtime.start(), 60)
+            self._invoker = runtime
+        else:
+            if not isinstance(self.app, App):
+                raise TypeError("an in-process TestClient needs an App object; pass "
+                                "isolated=True to load one by reference")
+            self._invoker = LocalInvoker(self.app, on_result=self._record)
+            manifest = self.app.manifest()
+        self.manifest = manifest
+        self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self.isolated and self._invoker is not None:
+            self._loop.run(self._invoker.stop(), 30)
+        elif self._invoker is not None:
+            self._invoker.close()
+        self._loop.close()
+        self._loop = None
+
+    @property
+    def runtime(self) -> Any:
+        """The real `Runtime` (isolated mode only): pools, workers, stats."""
+        if not self.isolated:
+            raise AttributeError("only an isolated TestClient has a runtime")
+        return self._invoker
+
+    def call(self, fn: Any, timeout: float = 60.0) -> Any:
+        """Run `fn()` (sync or returning a coroutine) on the client's event loop."""
+        assert self._loop is not None
+
+        async def go() -> Any:
+            out = fn()
+            return await out if asyncio.iscoroutine(out) else out
+
+        return self._loop.run(go(), timeout)
+
+    def _record(self, result: InvocationResult, kind: str) -> None:
+        self.results.append(result)
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, data: bytes | str | None = None,
+                headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+                timeout: float = 60.0) -> TestResponse:
+        assert self._loop is not None and self._gateway is not None, "use `with TestClient(...)`"
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        body = b""
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            hdrs.setdefault("content-type", "application/json")
+        elif data is not None:
+            body = data.encode() if isinstance(data, str) else data
+        hdrs.setdefault("host", "testserver")
+        hdrs["content-length"] = str(len(body))
+        path, _, query = path.partition("?")
+        if params:
+            query = (query + "&" if query else "") + urlencode(params, doseq=True)
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method.upper(), "scheme": "http", "path": path,
+            "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in hdrs.items()],
+            "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        }
+        return self._loop.run(_call_asgi(self._gateway, scope, body), timeout)
+
+    def get(self, path: str, **kw: Any) -> TestResponse:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> TestResponse:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> TestResponse:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> TestResponse:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> TestResponse:
+        return self.request("DELETE", path, **kw)
+
+    # -- functions -------------------------------------------------------------------
+
+    def invoke(self, function: str, data: Any = None, *, check: bool = False,
+               timeout: float = 60.0) -> InvocationResult:
+        """Invoke a function with `data`; the result carries output, error and metering."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        result = self._loop.run(
+            self._invoker.invoke(function, "event", jsonlib.dumps(data),
+                                 request_id=str(uuid.uuid4())),
+            timeout,
+        )
+        if check and not result.ok:
+            raise FunctionFailed(f"{function} failed: {result.error_type}: {result.error_message}")
+        return result
+
+    def invocations(self, function: str | None = None) -> list[InvocationResult]:
+        return [r for r in self.results if function is None or r.function == function]
+
+    def logs(self, function: str | None = None) -> str:
+        """Everything the function(s) printed or logged, across invocations, in order."""
+        return "".join(r.logs for r in self.invocations(function))
+
+
+def _ref_of(app: App) -> str:
+    if app.file:
+        return app.file
+    if app.module and app.module != "__main__":
+        return app.module
+    raise ValueError(f"cannot tell where app {app.name!r} is defined; pass its file path")
+
+
+async def _call_asgi(app: Any, scope: dict, body: bytes) -> TestResponse:
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # a disconnect never comes
+        return {"type": "http.disconnect"}  # pragma: no cover
+
+    status = 500
+    headers: list[tuple[str, str]] = []
+    chunks: list[bytes] = []
+
+    async def send(message: dict) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                       for k, v in message.get("headers", [])]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return TestResponse(status, headers, b"".join(chunks))

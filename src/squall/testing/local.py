@@ -1,0 +1,177 @@
+"""In-process invocation for tests: the worker's adapters, run on threads of the test
+process, with per-invocation output capture and Lambda-style metering.
+
+Timeouts are enforced by answering "Task timed out" at the deadline; the abandoned call
+keeps running on its thread until it returns (Python cannot kill a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import resource
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from ..app import App
+from ..runtime import protocol as P
+from ..runtime.adapters import HandlerFailure, call, http_response_from_wire
+from ..types import Context, InvocationResult
+
+_local = threading.local()
+
+
+class _Tee(io.TextIOBase):
+    """sys.stdout/sys.stderr stand-in: writes go to the current invocation's buffer."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+
+    def write(self, s: str) -> int:
+        buf = getattr(_local, "buffer", None)
+        if buf is not None:
+            return buf.write(s)
+        return self.original.write(s)
+
+    def flush(self) -> None:
+        if getattr(_local, "buffer", None) is None:
+            self.original.flush()
+
+
+class _CaptureHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        buf = getattr(_local, "buffer", None)
+        if buf is not None:
+            buf.write(f"[{record.levelname}]\t{getattr(_local, 'request_id', '')}\t"
+                      f"{self.format(record)}\n")
+
+
+_install_lock = threading.Lock()
+_installed = 0
+_handler = _CaptureHandler()
+
+
+def _install() -> None:
+    global _installed
+    with _install_lock:
+        if _installed == 0:
+            sys.stdout = _Tee(sys.stdout)
+            sys.stderr = _Tee(sys.stderr)
+            logging.getLogger().addHandler(_handler)
+        _installed += 1
+
+
+def _uninstall() -> None:
+    global _installed
+    with _install_lock:
+        _installed -= 1
+        if _installed == 0:
+            if isinstance(sys.stdout, _Tee):
+                sys.stdout = sys.stdout.original
+            if isinstance(sys.stderr, _Tee):
+                sys.stderr = sys.stderr.original
+            logging.getLogger().removeHandler(_handler)
+
+
+class NestedInvokeError(RuntimeError):
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
+        self.payload = payload
+
+
+class _Binding:
+    """`app.invoke` inside an in-process test: run the callee right here, synchronously."""
+
+    def __init__(self, invoker: LocalInvoker) -> None:
+        self.invoker = invoker
+
+    def invoke(self, function: str, data: Any) -> Any:
+        result = self.invoker.run(function, P.KIND_EVENT, json.dumps(data), str(uuid.uuid4()))
+        if not result.ok:
+            raise NestedInvokeError(result.error_payload())
+        return result.output
+
+
+class LocalInvoker:
+    def __init__(self, app: App, *,
+                 on_result: Callable[[InvocationResult, str], None] | None = None) -> None:
+        self.app = app
+        self.on_result = on_result
+        self.warm: set[str] = set()
+        self._executor = ThreadPoolExecutor(32, thread_name_prefix="squall-fn")
+        self._loops = threading.local()
+        app.bind(_Binding(self))
+        _install()
+
+    def close(self) -> None:
+        self.app.bind(None)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        _uninstall()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = getattr(self._loops, "loop", None)
+        if loop is None:
+            loop = self._loops.loop = asyncio.new_event_loop()
+        return loop
+
+    def run(self, function: str, kind: str, payload: Any, request_id: str) -> InvocationResult:
+        """One invocation on the calling thread."""
+        fn = self.app.functions.get(function)
+        if fn is None:
+            raise LookupError(f"app {self.app.name!r} has no function {function!r}")
+        cfg = fn.config
+        cold = function not in self.warm
+        self.warm.add(function)
+        ctx = Context(request_id=request_id, function_name=cfg.name, app_name=self.app.name,
+                      memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold)
+        outer = getattr(_local, "buffer", None), getattr(_local, "request_id", None)
+        _local.buffer, _local.request_id = io.StringIO(), request_id
+        status, value, etype, emsg, stack = P.OK, None, None, None, None
+        t_wall, t0 = time.time(), time.perf_counter()
+        try:
+            value = call(fn, kind, payload, ctx, self._loop)
+        except HandlerFailure as f:
+            status, etype, emsg, stack = P.ERROR, f.error_type, f.message, f.stack
+            _local.buffer.write(f"[ERROR] {etype}: {emsg}\n")
+        finally:
+            duration_ms = (time.perf_counter() - t0) * 1000.0
+            logs = _local.buffer.getvalue()
+            _local.buffer, _local.request_id = outer
+        if status == P.OK and kind == P.KIND_HTTP:
+            value = http_response_from_wire(value)
+        return InvocationResult(
+            request_id=request_id, function=function, ok=status == P.OK, value=value,
+            error_type=etype, error_message=emsg, stack_trace=stack, started_at=t_wall,
+            duration_ms=duration_ms, memory_mb=cfg.memory_mb,
+            max_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            cold=cold, init_ms=0.0 if cold else None, logs=logs, status=status,
+        )
+
+    async def invoke(self, function: str, kind: str, payload: Any, *,
+                     request_id: str | None = None) -> InvocationResult:
+        rid = request_id or str(uuid.uuid4())
+        fn = self.app.functions.get(function)
+        if fn is None:
+            raise LookupError(f"app {self.app.name!r} has no function {function!r}")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self.run, function, kind, payload, rid)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future), fn.config.timeout_s)
+        except asyncio.TimeoutError:
+            result = InvocationResult(
+                request_id=rid, function=function, ok=False, status="timeout",
+                error_type="Sandbox.Timedout",
+                error_message=(f"RequestId: {rid} Error: Task timed out after "
+                               f"{fn.config.timeout_s:.2f} seconds"),
+                started_at=time.time() - fn.config.timeout_s,
+                duration_ms=fn.config.timeout_s * 1000.0, memory_mb=fn.config.memory_mb,
+            )
+        if self.on_result is not None:
+            self.on_result(result, kind)
+        return result
