@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import uvicorn
 
@@ -47,74 +47,96 @@ def watch_root(app_ref: str) -> Path:
     return path.parent if path.suffix == ".py" else Path.cwd()
 
 
-async def serve(app_ref: str, opts: ServeOptions,
-                on_ready: Callable[[int], None] | None = None) -> None:
-    store = open_store(store_url_for_data_dir(opts.data_dir))
-    recorder = Recorder(store, echo=True)
-    runtime = Runtime(app_ref, on_result=recorder.add, max_workers=opts.max_workers)
-    manifest = await runtime.start()
-    recorder.app = manifest["app"]
-    recorder.start()
-    admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
-    gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
-    config = uvicorn.Config(
-        gateway, host=opts.host, port=opts.port, http="httptools", lifespan="off",
-        access_log=False, log_config=None, log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    watcher: asyncio.Task[None] | None = None
-    if opts.reload:
-        watcher = asyncio.ensure_future(_watch(app_ref, runtime, gateway))
+class Supervisor:
+    """Start, serve until told to stop, shut down in order."""
 
-    async def announce() -> None:
-        while not server.started:
+    def __init__(self, app_ref: str, opts: ServeOptions) -> None:
+        self.app_ref = app_ref
+        self.opts = opts
+        self.port = opts.port
+        self.manifest: dict[str, Any] = {}
+        self.started = asyncio.Event()
+        self.reloaded = asyncio.Event()  # set after each successful hot reload
+        self.reload_failed = asyncio.Event()  # set after each failed one
+        self._server: uvicorn.Server | None = None
+
+    async def run(self) -> None:
+        opts = self.opts
+        store = open_store(store_url_for_data_dir(opts.data_dir))
+        recorder = Recorder(store, echo=True)
+        runtime = Runtime(self.app_ref, on_result=recorder.add, max_workers=opts.max_workers)
+        self.runtime = runtime
+        try:
+            self.manifest = manifest = await runtime.start()
+        except BaseException:
+            store.close()
+            raise
+        recorder.app = manifest["app"]
+        recorder.start()
+        admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
+        gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
+        self.gateway = gateway
+        config = uvicorn.Config(
+            gateway, host=opts.host, port=opts.port, http="httptools", lifespan="off",
+            access_log=False, log_config=None, log_level="warning",
+        )
+        server = self._server = uvicorn.Server(config)
+        watcher = asyncio.ensure_future(self._watch()) if opts.reload else None
+        announcer = asyncio.ensure_future(self._announce(server))
+        try:
+            await server.serve()
+        finally:
+            announcer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            await runtime.stop()
+            await recorder.close()
+            store.close()
+            logs.event("stopped", app=manifest["app"])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def _announce(self, server: uvicorn.Server) -> None:
+        while not server.started:  # uvicorn offers no event for this
             if server.should_exit:
                 return
-            await asyncio.sleep(0.01)
-        port = opts.port
+            await asyncio.sleep(0.005)
         for s in server.servers:
             for sock in s.sockets:
-                port = sock.getsockname()[1]
-        routes = [f"{m} {p}" for f in manifest["functions"] for m, p in f["routes"]]
-        logs.event("listening", app=manifest["app"], url=f"http://{opts.host}:{port}",
-                   functions=len(manifest["functions"]), routes=routes,
-                   zygote_boot_ms=round(runtime.zygote.boot_ms if runtime.zygote else 0, 1),
-                   pid=os.getpid(), data_dir=str(Path(opts.data_dir).resolve()))
-        if on_ready is not None:
-            on_ready(port)
+                self.port = sock.getsockname()[1]
+        m = self.manifest
+        routes = [f"{meth} {p}" for f in m["functions"] for meth, p in f["routes"]]
+        zygote = self.runtime.zygote
+        logs.event("listening", app=m["app"], url=f"http://{self.opts.host}:{self.port}",
+                   functions=len(m["functions"]), routes=routes,
+                   zygote_boot_ms=round(zygote.boot_ms if zygote else 0, 1), pid=os.getpid(),
+                   data_dir=str(Path(self.opts.data_dir).resolve()))
+        self.started.set()
 
-    announcer = asyncio.ensure_future(announce())
-    try:
-        await server.serve()
-    finally:
-        announcer.cancel()
-        if watcher is not None:
-            watcher.cancel()
-        await runtime.stop()
-        await recorder.close()
-        store.close()
-        logs.event("stopped", app=manifest["app"])
+    async def _watch(self) -> None:
+        from watchfiles import PythonFilter, awatch
 
-
-async def _watch(app_ref: str, runtime: Runtime, gateway: Gateway) -> None:
-    from watchfiles import PythonFilter, awatch
-
-    root = watch_root(app_ref)
-    async for changes in awatch(root, watch_filter=PythonFilter()):
-        files = sorted({Path(p).name for _, p in changes})
-        try:
-            manifest = await runtime.reload()
-        except ZygoteError as exc:
-            logs.event("reload failed; still serving the previous version", logging.ERROR,
-                       error=str(exc), detail=exc.detail, files=files)
-            continue
-        gateway.update(manifest)
-        logs.event("reloaded", files=files, generation=runtime.generation,
-                   functions=len(manifest["functions"]))
+        root = watch_root(self.app_ref)
+        async for changes in awatch(root, watch_filter=PythonFilter(), debounce=200, step=20):
+            files = sorted({Path(p).name for _, p in changes})
+            try:
+                manifest = await self.runtime.reload()
+            except ZygoteError as exc:
+                logs.event("reload failed; still serving the previous version", logging.ERROR,
+                           error=str(exc), detail=exc.detail, files=files)
+                self.reload_failed.set()
+                continue
+            self.manifest = manifest
+            self.gateway.update(manifest)
+            logs.event("reloaded", files=files, generation=self.runtime.generation,
+                       functions=len(manifest["functions"]))
+            self.reloaded.set()
 
 
-def run(app_ref: str, opts: ServeOptions, on_ready: Callable[[int], None] | None = None) -> None:
+def run(app_ref: str, opts: ServeOptions) -> None:
     import uvloop
 
     logs.setup(opts.log_level)
-    uvloop.run(serve(app_ref, opts, on_ready))
+    uvloop.run(Supervisor(app_ref, opts).run())

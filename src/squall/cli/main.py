@@ -147,7 +147,7 @@ def _http_result_json(result: InvocationResult) -> dict[str, Any]:
 async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> InvocationResult:
     store = open_store(store_url_for_data_dir(data_dir))
     recorder = Recorder(store)
-    runtime = Runtime(ref, on_result=recorder.add)
+    runtime = Runtime(ref, on_result=recorder.add, provision=False)
     try:
         with err.status("[dim]starting the app…[/]", spinner="dots"):
             manifest = await runtime.start()

@@ -20,6 +20,7 @@ import traceback
 from typing import Any, Callable
 
 from ..app import Function
+from ..events import aws_apigw
 from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
 from ..types import Context, HttpRequest, HttpResponse
 
@@ -91,14 +92,10 @@ def call(
                 except HTTPError as exc:  # the handler chose the status: not a failure
                     response = error_response(exc)
             elif cfg.format == "aws-http-v2":
-                from ..events import aws_apigw
-
                 event = aws_apigw.http_api_v2_event(raw)
                 result = _await(fn.handler(event, ctx), loop_factory)
                 response = aws_apigw.response_from_v2(result)
             else:
-                from ..events import aws_apigw
-
                 event = aws_apigw.rest_api_v1_event(raw)
                 result = _await(fn.handler(event, ctx), loop_factory)
                 response = aws_apigw.response_from_v1(result)

@@ -89,6 +89,10 @@ class Recorder:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
             self._task = None
         await self.flush()
         self._executor.shutdown(wait=True)

@@ -44,10 +44,12 @@ class Runtime:
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
         on_result: ResultSink | None = None,
+        provision: bool = True,
     ) -> None:
         self.app_ref = resolve_ref(app_ref)
         self.max_workers = max_workers
         self.on_result = on_result
+        self.provision = provision  # False: keep no provisioned workers (one-shot CLI use)
         self.zygote: ZygoteClient | None = None
         self.manifest: dict[str, Any] = {}
         self.app_name = ""
@@ -117,6 +119,10 @@ class Runtime:
         self.stopping = True
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+            try:
+                await self._housekeeping
+            except asyncio.CancelledError:
+                pass
             self._housekeeping = None
         for pool in self.pools.values():
             for w in list(pool.workers):
@@ -155,7 +161,7 @@ class Runtime:
         return self.zygote.fork(function)
 
     def replenish(self, pool: FunctionPool) -> None:
-        if self.stopping or pool is not self.pools.get(pool.cfg.name):
+        if not self.provision or self.stopping or pool is not self.pools.get(pool.cfg.name):
             return  # shutting down, or a retired pool
         missing = pool.cfg.provisioned - len(pool.workers) - pool.starting
         for _ in range(max(0, missing)):
