@@ -247,3 +247,17 @@ async def _until(predicate, timeout=5.0):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def test_a_dead_zygote_is_replaced_on_the_next_cold_start(client):
+    import signal
+
+    old = client.runtime.zygote.proc.pid
+    # Given the zygote dies (and with it, by PDEATHSIG, every worker it forked)
+    os.kill(old, signal.SIGKILL)
+    client.call(lambda: _until(lambda: not pool(client, "echo").workers))
+    # When a call needs a new worker, Then a new zygote is started and the call succeeds
+    r = client.invoke("echo", {"after": "restart"})
+    assert r.ok, r.error_message
+    assert r.cold is True and r.output["event"] == {"after": "restart"}
+    assert client.runtime.zygote.proc.pid != old

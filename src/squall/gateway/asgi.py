@@ -11,10 +11,12 @@ Every response carries `x-request-id`; every error is JSON with a stable `code`.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any, Awaitable, Callable, Protocol
 
+from ..observe import logs
 from ..runtime.adapters import http_request_to_wire
 from ..types import HttpRequest, InvocationResult
 from .errors import STATUS_CODES, error_body
@@ -110,9 +112,16 @@ class Gateway:
             time_epoch_ms=int(time.time() * 1000),
             request_id=rid,
         )
-        result = await self.invoker.invoke(
-            match.target.function, "http", http_request_to_wire(request), request_id=rid
-        )
+        try:
+            result = await self.invoker.invoke(
+                match.target.function, "http", http_request_to_wire(request), request_id=rid
+            )
+        except Exception as exc:  # the runtime could not run it at all
+            logs.event("invocation could not start", logging.ERROR, request_id=rid,
+                       function=match.target.function, error=f"{type(exc).__name__}: {exc}")
+            detail = {"errorMessage": str(exc)} if self.expose_errors else {}
+            await _send(send, *error_body("unavailable", rid, **detail), _JSON, rid)
+            return
         if result.ok:
             resp = result.value
             out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers

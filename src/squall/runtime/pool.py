@@ -265,7 +265,7 @@ class FunctionPool:
     async def spawn(self) -> WorkerConn | None:
         self.starting += 1
         try:
-            sock, log_fd = self.runtime.zygote_fork(self.cfg.name)
+            sock, log_fd = await self.runtime.zygote_fork(self.cfg.name)
             loop = asyncio.get_running_loop()
             sock.setblocking(False)
             _, conn = await loop.create_unix_connection(

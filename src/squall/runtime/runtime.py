@@ -20,7 +20,7 @@ from . import protocol as P
 from .adapters import http_response_from_wire
 from .loader import resolve_ref
 from .pool import FunctionPool, Pending, Throttled, WorkerConn
-from .zygote_client import ZygoteClient
+from .zygote_client import ZygoteClient, ZygoteError
 
 ResultSink = Callable[[InvocationResult, str], None]
 
@@ -60,6 +60,7 @@ class Runtime:
         self._retired: list[tuple[ZygoteClient, list[FunctionPool]]] = []
         self.generation = 0
         self.stopping = False
+        self._restart_lock = asyncio.Lock()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -156,9 +157,26 @@ class Runtime:
         if w is not None and not w.exit_status.done():
             w.exit_status.set_result(status)
 
-    def zygote_fork(self, function: str) -> tuple[Any, int]:
+    async def zygote_fork(self, function: str) -> tuple[Any, int]:
+        """A new worker for `function`; a zygote that died is replaced first."""
+        if self.zygote is None or not self.zygote.alive:
+            async with self._restart_lock:
+                if self.zygote is None or not self.zygote.alive:
+                    await self._restart_zygote()
         assert self.zygote is not None
         return self.zygote.fork(function)
+
+    async def _restart_zygote(self) -> None:
+        if self.stopping:
+            raise ZygoteError("the runtime is stopping")
+        old = self.zygote
+        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
+        await zygote.start()  # same code on disk: the manifest is unchanged
+        self.zygote = zygote
+        if old is not None:
+            await old.stop()
+        logs.event("zygote restarted", logging.WARNING, app=self.app_name,
+                   pid=zygote.proc.pid if zygote.proc else None)
 
     def replenish(self, pool: FunctionPool) -> None:
         if not self.provision or self.stopping or pool is not self.pools.get(pool.cfg.name):

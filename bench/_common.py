@@ -1,0 +1,260 @@
+"""Shared helpers for the side-by-side benchmarks: statistics, machine facts, load checks,
+process-tree CPU accounting, result files and tables.
+
+Nothing here starts or stops processes; the scripts own every process they start and end
+it by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+APPS_DIR = BENCH_DIR / "apps"
+# The venv's own interpreter (a symlink to the real binary), never a pyenv shim.
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+# -- statistics --------------------------------------------------------------------------
+
+def pct(values: Sequence[float], p: float) -> float:
+    """Percentile with linear interpolation (numpy's default); nan for no data."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    k = (len(xs) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p90": pct(values, 90),
+        "p99": pct(values, 99),
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "min": min(values) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def median(values: Iterable[float]) -> float:
+    xs = [v for v in values if v == v]  # drop nan
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+# -- machine and load --------------------------------------------------------------------
+
+def loadavg() -> list[float]:
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + parts[4]  # idle + iowait
+    return sum(parts[:8]), idle
+
+
+class CpuWindow:
+    """System-wide busy CPU-seconds between `start()` and `stop()` (all cores)."""
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.j0 = _cpu_jiffies()
+
+    def stop(self) -> tuple[float, float]:
+        """Returns (wall seconds, busy CPU-seconds summed over cores)."""
+        wall = time.perf_counter() - self.t0
+        total1, idle1 = _cpu_jiffies()
+        total0, idle0 = self.j0
+        hz = os.sysconf("SC_CLK_TCK")
+        return wall, ((total1 - total0) - (idle1 - idle0)) / hz
+
+
+def idle_check(seconds: float = 1.0) -> dict[str, Any]:
+    """How busy the box is before we start: load average and measured CPU use."""
+    w = CpuWindow()
+    w.start()
+    time.sleep(seconds)
+    wall, busy = w.stop()
+    ncpu = os.cpu_count() or 1
+    return {"loadavg": loadavg(), "busy_pct": round(100.0 * busy / (wall * ncpu), 1)}
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("squall", "starlette", "uvicorn", "uvloop", "httptools", "msgpack", "psutil"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    wrk = ""
+    try:
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=5)
+        wrk = (out.stdout + out.stderr).splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_executable": str(VENV_PYTHON.resolve()),
+        "libraries": versions,
+        "wrk": wrk,
+    }
+
+
+# -- processes ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for processes we start: no PYTHONSTARTUP, plus `extra`."""
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class TreeCpu:
+    """CPU seconds used by a process and its descendants, split root / descendants."""
+
+    root: float
+    children: float
+    nprocs: int
+
+
+def tree_cpu_snapshot(pid: int) -> dict[int, float]:
+    import psutil
+
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def tree_cpu_delta(pid: int, before: dict[int, float], after: dict[int, float]) -> TreeCpu:
+    """Per-process delta; a process born in between counts from zero. Processes that died
+    in between are lost (rare here: workers live for the whole run)."""
+    root = after.get(pid, 0.0) - before.get(pid, 0.0)
+    kids = sum(v - before.get(k, 0.0) for k, v in after.items() if k != pid)
+    return TreeCpu(root=root, children=kids, nprocs=len(after))
+
+
+def end_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM our own child by PID, wait, then SIGKILL it if it is still there."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
+
+
+# -- output ------------------------------------------------------------------------------
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    text = json.dumps(data, indent=2, default=_json_default, allow_nan=True)
+    path.write_text(text)
+    (RESULTS_DIR / f"{name}-latest.json").write_text(text)
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "__dict__"):
+        return vars(obj)
+    return str(obj)
+
+
+def fmt(v: Any, digits: int = 2) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def print_table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # plain fallback
+        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        print(f"\n{title}")
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        for r in cells:
+            print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        return
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for r in cells:
+        table.add_row(*r)
+    Console(width=max(120, sum(len(h) + 3 for h in headers) + 20)).print(table)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+_WS = re.compile(r"\s+")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    return _WS.sub(" ", text).strip()[:limit]
