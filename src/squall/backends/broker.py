@@ -1,0 +1,110 @@
+"""The queue broker Protocol: what every messaging backend must provide.
+
+Semantics (the same on every backend, checked by `squall.testing.conformance`):
+
+* `send` returns only when the messages are durable (committed with fsync on SQLite,
+  acknowledged by the JetStream server). A message with a `dedup_key` already seen on
+  that queue within its window is not stored again; its first id is returned.
+* `receive` hands out up to N visible messages, oldest first, and hides each for the
+  visibility timeout. Every delivery has its own receipt; `ack`, `nack` and `extend`
+  take the receipt, and a receipt from an earlier delivery is rejected (returns False).
+* `nack(delay_s)` makes the message visible again after the delay (retry backoff).
+* `dead_letter` moves a delivered message to another queue atomically, keeping its
+  attempts, last error and trace id; `redrive` moves dead letters back.
+* Waiting is by notification, never a tight poll: `receive(wait_s=…)` returns as soon as
+  a message becomes visible, or after `wait_s` with nothing.
+
+Timestamps are seconds since the epoch from the broker's clock (injectable for tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """A message to send."""
+
+    body: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    dedup_key: str | None = None
+    delay_s: float = 0.0
+    trace: str | None = None  # W3C traceparent
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery of a message: what a consumer works on."""
+
+    message_id: str
+    queue: str
+    body: bytes
+    attributes: dict[str, str]
+    receipt: str
+    receive_count: int
+    sent_at: float  # when the message was first sent
+    trace: str | None = None
+    last_error: str | None = None
+    dead_letter_reason: str | None = None
+    source_queue: str | None = None  # for a dead letter: the queue it died on
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
+
+
+class BrokerError(Exception):
+    """A broker failure, translated from the driver's own error at the boundary."""
+
+
+class MessageTooLarge(BrokerError):
+    def __init__(self, queue: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"message of {size} bytes is over the {limit}-byte limit of queue {queue!r}"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class QueueBroker(Protocol):
+    async def send(self, queue: str, messages: Sequence[OutMessage]) -> list[str]: ...
+
+    async def receive(self, queue: str, max_messages: int = 1, *,
+                      visibility_timeout_s: float = 30.0,
+                      wait_s: float = 0.0) -> list[Delivery]: ...
+
+    async def ack(self, queue: str, receipts: Sequence[str]) -> list[bool]: ...
+
+    async def nack(self, queue: str, receipt: str, *, delay_s: float = 0.0,
+                   error: str | None = None) -> bool: ...
+
+    async def extend(self, queue: str, receipt: str, visibility_timeout_s: float) -> bool: ...
+
+    async def dead_letter(self, queue: str, receipt: str, *, dlq: str,
+                          reason: str, error: str | None = None) -> bool: ...
+
+    async def peek(self, queue: str, limit: int = 100,
+                   after_id: str | None = None) -> list[Delivery]: ...
+
+    async def redrive(self, dlq: str, *, to: str | None = None,
+                      message_ids: Sequence[str] | None = None, limit: int = 1000) -> int: ...
+
+    async def delete(self, queue: str, message_ids: Sequence[str]) -> int: ...
+
+    async def update_body(self, queue: str, message_id: str, body: bytes) -> bool: ...
+
+    async def stats(self, queue: str) -> QueueStats: ...
+
+    async def purge(self, queue: str) -> int: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,317 @@
+"""The broker conformance suite: every messaging backend must pass it unchanged.
+
+A backend's test module subclasses `BrokerConformance` and provides one fixture,
+`open_broker`: an async callable `open_broker(clock, **options) -> QueueBroker` that
+opens (or re-opens, for the durability check) the same backing store each time it is
+called within a test.
+
+    class TestMyBroker(BrokerConformance):
+        @pytest.fixture
+        def open_broker(self, tmp_path):
+            async def open_(clock, **opts):
+                return MyBroker(url_for(tmp_path), clock=clock, **opts)
+            return open_
+
+The tests use an injected clock for everything time-based (visibility timeouts, delays,
+deduplication windows), so they never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from ..backends.broker import MessageTooLarge, OutMessage, QueueBroker
+
+
+class FakeClock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self, start: float = 1_750_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def async_test(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Run an async test method on a fresh event loop, bounded in time."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
+
+    return wrapper
+
+
+def msg(body: str = "{}", **kw: Any) -> OutMessage:
+    return OutMessage(body=body.encode(), **kw)
+
+
+class BrokerConformance:
+    """Queue semantics every backend must honour (see squall.backends.broker)."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @async_test
+    async def test_send_then_receive_round_trip(self, open_broker: Any, clock: FakeClock) -> None:
+        b: QueueBroker = await open_broker(clock)
+        try:
+            (mid,) = await b.send("q", [msg('{"a": 1}', attributes={"k": "v"},
+                                            trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")])
+            (d,) = await b.receive("q", 10, visibility_timeout_s=30)
+            assert d.message_id == mid and d.queue == "q"
+            assert d.body == b'{"a": 1}' and d.attributes == {"k": "v"}
+            assert d.trace.startswith("00-111") and d.receive_count == 1
+            assert d.sent_at == clock.now and d.receipt
+            assert await b.receive("q", 10) == []  # in flight: invisible
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_oldest_first_and_batch_size(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            for i in range(5):
+                await b.send("q", [msg(str(i))])
+                clock.advance(0.001)
+            first = await b.receive("q", 3)
+            rest = await b.receive("q", 10)
+            assert [d.body for d in first] == [b"0", b"1", b"2"]
+            assert [d.body for d in rest] == [b"3", b"4"]
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_queues_are_isolated(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("a", [msg("for a")])
+            assert await b.receive("b", 10) == []
+            assert [d.body for d in await b.receive("a", 10)] == [b"for a"]
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_visibility_timeout_redelivers_with_a_new_receipt(
+            self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg()])
+            (d1,) = await b.receive("q", visibility_timeout_s=30)
+            clock.advance(29.9)
+            assert await b.receive("q") == []
+            clock.advance(0.2)
+            (d2,) = await b.receive("q", visibility_timeout_s=30)
+            assert d2.message_id == d1.message_id
+            assert d2.receive_count == 2 and d2.receipt != d1.receipt
+            # a stale receipt from the first delivery is rejected
+            assert await b.ack("q", [d1.receipt]) == [False]
+            assert await b.extend("q", d1.receipt, 60) is False
+            assert await b.nack("q", d1.receipt) is False
+            assert await b.ack("q", [d2.receipt]) == [True]
+            assert await b.ack("q", [d2.receipt]) == [False]  # already gone
+            clock.advance(100)
+            assert await b.receive("q") == []
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_ack_rejects_garbage_and_foreign_receipts(
+            self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg()])
+            (d,) = await b.receive("q")
+            assert await b.ack("q", ["not-a-receipt", ""]) == [False, False]
+            assert await b.ack("other", [d.receipt]) == [False]
+            assert await b.ack("q", [d.receipt]) == [True]
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_nack_with_delay_and_error(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg()])
+            (d,) = await b.receive("q", visibility_timeout_s=300)
+            assert await b.nack("q", d.receipt, delay_s=5, error="boom: it failed")
+            assert await b.receive("q") == []
+            clock.advance(5.01)
+            (again,) = await b.receive("q")
+            assert again.receive_count == 2 and again.last_error == "boom: it failed"
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_extend_keeps_a_message_hidden(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg()])
+            (d,) = await b.receive("q", visibility_timeout_s=10)
+            clock.advance(9)
+            assert await b.extend("q", d.receipt, 30)
+            clock.advance(20)
+            assert await b.receive("q") == []
+            clock.advance(11)
+            assert len(await b.receive("q")) == 1
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_delay_seconds_on_send(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg("later", delay_s=60), msg("now")])
+            assert [d.body for d in await b.receive("q", 10, visibility_timeout_s=300)] == [b"now"]
+            clock.advance(60.01)
+            assert [d.body for d in await b.receive("q", 10)] == [b"later"]
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_dead_letter_and_redrive(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            ids = await b.send("q", [msg("1"), msg("2"), msg("3")])
+            ds = await b.receive("q", 10)
+            for d in ds:
+                assert await b.dead_letter("q", d.receipt, dlq="q-dlq", reason="max_receive",
+                                           error=f"failed {d.body.decode()}")
+            assert await b.dead_letter("q", ds[0].receipt, dlq="q-dlq", reason="x") is False
+            clock.advance(1000)
+            assert await b.receive("q", 10) == []
+            dead = await b.peek("q-dlq", 10)
+            assert [d.message_id for d in dead] == ids
+            assert all(d.dead_letter_reason == "max_receive" and d.source_queue == "q"
+                       for d in dead)
+            assert dead[1].last_error == "failed 2" and dead[1].receive_count == 1
+            # redrive one by id, then the rest
+            assert await b.redrive("q-dlq", message_ids=[ids[1]]) == 1
+            (back,) = await b.receive("q", 10)
+            assert back.message_id == ids[1] and back.receive_count == 1
+            assert back.dead_letter_reason is None
+            assert await b.redrive("q-dlq", to="elsewhere") == 2
+            assert len(await b.receive("elsewhere", 10)) == 2
+            assert (await b.stats("q-dlq")).total == 0
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_deduplication_window(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock, dedup_window_s=60)
+        try:
+            (a,) = await b.send("q", [msg("x", dedup_key="order-1")])
+            (a2,) = await b.send("q", [msg("x again", dedup_key="order-1")])
+            assert a2 == a
+            (other,) = await b.send("other", [msg("x", dedup_key="order-1")])
+            assert other != a  # the window is per queue
+            assert len(await b.receive("q", 10)) == 1
+            clock.advance(61)
+            (a3,) = await b.send("q", [msg("x", dedup_key="order-1")])
+            assert a3 != a
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_message_size_limit(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock, max_message_bytes=1024)
+        try:
+            with pytest.raises(MessageTooLarge, match="1025 bytes is over the 1024-byte limit"):
+                await b.send("q", [msg("y" * 10), OutMessage(body=b"z" * 1025)])
+            assert (await b.stats("q")).total == 0  # nothing of that call was stored
+            await b.send("q", [OutMessage(body=b"z" * 1024)])
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_long_poll_wakes_on_send(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            waiter = asyncio.ensure_future(b.receive("q", 1, wait_s=20))
+            await asyncio.sleep(0)  # let it start waiting
+            t0 = time.monotonic()
+            await b.send("q", [msg("wake")])
+            (d,) = await asyncio.wait_for(waiter, 5)
+            assert d.body == b"wake" and time.monotonic() - t0 < 2
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_long_poll_times_out_empty(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            t0 = time.monotonic()
+            assert await b.receive("q", 1, wait_s=0.05) == []
+            assert 0.04 <= time.monotonic() - t0 < 2
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_competing_consumers_never_share_a_delivery(
+            self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            await b.send("q", [msg(str(i)) for i in range(200)])
+            got = await asyncio.gather(*[b.receive("q", 7) for _ in range(40)])
+            ids = [d.message_id for batch in got for d in batch]
+            assert len(ids) == len(set(ids)) == 200
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_concurrent_sends_are_all_stored(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            results = await asyncio.gather(*[b.send("q", [msg(str(i))]) for i in range(500)])
+            ids = [i for r in results for i in r]
+            assert len(set(ids)) == 500
+            assert (await b.stats("q")).visible == 500
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_stats_peek_update_delete_purge(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            ids = await b.send("q", [msg("a"), msg("b"), msg("c", delay_s=30), msg("d")])
+            (d,) = await b.receive("q", 1, visibility_timeout_s=300)
+            s = await b.stats("q")
+            assert (s.visible, s.in_flight, s.delayed) == (2, 1, 1)
+            page1 = await b.peek("q", 2)
+            page2 = await b.peek("q", 2, after_id=page1[-1].message_id)
+            assert [p.message_id for p in page1 + page2] == ids
+            assert await b.update_body("q", ids[1], b"B")
+            assert await b.update_body("q", d.message_id, b"A") is False  # in flight
+            assert await b.delete("q", [ids[3]]) == 1
+            clock.advance(31)
+            bodies = sorted(x.body for x in await b.receive("q", 10))
+            assert bodies == [b"B", b"c"]
+            assert await b.purge("q") == 3
+            assert (await b.stats("q")).total == 0
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_sent_messages_survive_reopen(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        ids = await b.send("q", [msg("durable 1"), msg("durable 2")])
+        (d,) = await b.receive("q", 1, visibility_timeout_s=30)
+        await b.close()
+        b2 = await open_broker(clock)
+        try:
+            clock.advance(31)  # the in-flight one reappears after its visibility timeout
+            got = await b2.receive("q", 10)
+            assert sorted(x.message_id for x in got) == sorted(ids)
+            assert await b2.ack("q", [d.receipt]) == [False]  # stale after redelivery
+        finally:
+            await b2.close()
