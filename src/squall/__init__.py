@@ -1,13 +1,15 @@
 """Squall: a serverless platform you run yourself."""
 
 from .app import App, Function, NotRunning
-from .config import ConfigError, FunctionConfig
+from .config import ConfigError, FunctionConfig, RetryPolicy
 from .events.http import BadRequest, HTTPError, NotFound, Request, Response
+from .events.queue import BatchResult, QueueMessage
 from .types import Context, HttpRequest, HttpResponse, InvocationResult
 
 __all__ = [
     "App",
     "BadRequest",
+    "BatchResult",
     "ConfigError",
     "Context",
     "Function",
@@ -18,7 +20,9 @@ __all__ = [
     "InvocationResult",
     "NotFound",
     "NotRunning",
+    "QueueMessage",
     "Request",
     "Response",
+    "RetryPolicy",
 ]
 __version__ = "0.1.0"

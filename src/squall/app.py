@@ -9,6 +9,7 @@ process-global state: tests build many `App`s in one process.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 from dataclasses import dataclass, replace
@@ -18,7 +19,10 @@ from .config import (
     DEFAULT_MAX_BODY_BYTES,
     ConfigError,
     FunctionConfig,
+    QueueTrigger,
+    RetryPolicy,
     Route,
+    validate_queue_name,
 )
 from .types import Handler
 
@@ -32,13 +36,26 @@ _SETTINGS = (
     "environment",
     "description",
 )
+_QUEUE_SETTINGS = (
+    "batch_size",
+    "batch_window_s",
+    "visibility_timeout_s",
+    "max_receive",
+    "retry",
+    "dlq",
+    "max_age_s",
+    "max_message_bytes",
+)
 _APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Invoker(Protocol):
-    """What `App.invoke` talks to; bound by whatever runs the app (worker, test harness)."""
+    """What `App.invoke`/`send` talk to; bound by whatever runs the app (a worker, the test
+    harness, the supervisor)."""
 
     def invoke(self, function: str, data: Any) -> Any: ...
+
+    def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]: ...
 
 
 class NotRunning(RuntimeError):
@@ -152,8 +169,43 @@ class App:
             return register(handler)
         return register
 
+    def queue(
+        self,
+        queue: str,
+        *,
+        name: str | None = None,
+        format: str = "native",
+        concurrency: int = 4,
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Consume `queue` in batches: `handler(batch, ctx)`; at-least-once, retried with
+        backoff, dead-lettered after `max_receive` deliveries. `concurrency` caps how many
+        batches run at once while a burst waits durably in the queue (load levelling)."""
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            validate_queue_name(f"function {fname!r}", queue)
+            qopts = {k: settings.pop(k) for k in list(settings) if k in _QUEUE_SETTINGS}
+            if "retry" in qopts and isinstance(qopts["retry"], dict):
+                qopts["retry"] = RetryPolicy(**qopts["retry"])
+            for other in self.functions.values():
+                if other.config.queue is not None and other.config.queue.queue == queue:
+                    raise ConfigError(f"function {fname!r}: queue {queue!r} is already consumed "
+                                      f"by function {other.name!r}")
+            try:
+                trigger = QueueTrigger(queue=queue, concurrency=concurrency, **qopts)
+            except TypeError as exc:  # pragma: no cover - filtered above
+                raise ConfigError(f"function {fname!r}: {exc}") from None
+            settings.setdefault("concurrency", concurrency)
+            cfg = self._config(fname, "queue", format, settings, (), queue=trigger)
+            self._add(fname, cfg, handler)
+            return handler
+
+        return register
+
     def _config(
-        self, fname: str, kind: str, format: str, settings: dict[str, Any], routes: tuple[Route, ...]
+        self, fname: str, kind: str, format: str, settings: dict[str, Any],
+        routes: tuple[Route, ...], queue: QueueTrigger | None = None,
     ) -> FunctionConfig:
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
@@ -165,7 +217,8 @@ class App:
         if env is not None and not isinstance(env, dict):
             raise ConfigError(f"function {fname!r}: environment must be a dict of str to str")
         try:
-            return FunctionConfig(name=fname, kind=kind, format=format, routes=routes, **settings)
+            return FunctionConfig(name=fname, kind=kind, format=format, routes=routes,
+                                  queue=queue, **settings)
         except TypeError as exc:  # pragma: no cover - guarded by the check above
             raise ConfigError(f"function {fname!r}: {exc}") from None
 
@@ -189,9 +242,10 @@ class App:
                 "to register it under another name"
             )
         arity = _positional_arity(handler)
-        needed = 1 if cfg.kind == "http" and cfg.format == "native" else 2
+        needed = 1 if cfg.format == "native" else 2
         if arity < 1 or (needed == 2 and arity < 2):
-            want = "(request) or (request, ctx)" if needed == 1 else "(event, ctx)"
+            first = {"http": "request", "queue": "batch"}.get(cfg.kind, "event")
+            want = f"({first}) or ({first}, ctx)" if needed == 1 else "(event, context)"
             raise ConfigError(
                 f"function {fname!r}: the handler must take {want}; it takes {arity} positional "
                 "argument(s)"
@@ -223,6 +277,40 @@ class App:
                 "under squall.testing, or use `squall invoke APP FUNCTION`"
             )
         return self._invoker.invoke(function, data)
+
+    def queues(self) -> dict[str, Function]:
+        """Declared queues and the function consuming each."""
+        return {f.config.queue.queue: f for f in self.functions.values() if f.config.queue}
+
+    def send(self, queue: str, data: Any, *, delay_s: float = 0, dedup_key: str | None = None,
+             attributes: dict[str, str] | None = None) -> str:
+        """Put one message on `queue`; durable when this returns. Returns the message id."""
+        return self.send_batch(queue, [data], delay_s=delay_s,
+                               dedup_keys=[dedup_key] if dedup_key else None,
+                               attributes=attributes)[0]
+
+    def send_batch(self, queue: str, items: list[Any], *, delay_s: float = 0,
+                   dedup_keys: list[str | None] | None = None,
+                   attributes: dict[str, str] | None = None) -> list[str]:
+        """Put many messages on `queue` in one durable write. Returns their ids."""
+        if self._invoker is None:
+            raise NotRunning(
+                f"app {self.name!r} is not running here: call app.send inside a function, "
+                "under squall.testing, or use `squall send APP QUEUE`"
+            )
+        if dedup_keys is not None and len(dedup_keys) != len(items):
+            raise ValueError("dedup_keys must have one entry per item")
+        messages = []
+        for i, item in enumerate(items):
+            try:
+                body = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"message {i} for queue {queue!r} is not JSON-serialisable: "
+                                f"{exc}") from None
+            messages.append({"body": body, "delay_s": delay_s,
+                             "attributes": dict(attributes or {}),
+                             "dedup_key": dedup_keys[i] if dedup_keys else None})
+        return self._invoker.send(queue, messages)
 
     def bind(self, invoker: Invoker | None) -> None:
         """Attach the runtime that `invoke` uses (done by the worker or the test harness)."""

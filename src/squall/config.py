@@ -13,12 +13,16 @@ from typing import Any
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
 FUNCTION_FORMATS = ("native", "aws")
+QUEUE_FORMATS = ("native", "aws-sqs")
+KINDS = ("function", "http", "queue")
 
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240  # AWS Lambda's range
 TIMEOUT_MAX_S = 900.0  # AWS Lambda's maximum
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024  # SQS, EventBridge and Lambda async: 1 MB
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _SEGMENT_RE = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\+?\}|[^{}]*)$")
 
 
@@ -33,11 +37,117 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter between attempts: attempt n (1-based) waits a
+    random time in [0, min(max_s, base_s * factor ** (n - 1))]."""
+
+    base_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 300.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("base_s", "factor", "max_s"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise ConfigError(f"RetryPolicy: {name} must be a number >= 0, got {value!r}")
+        if self.factor < 1:
+            raise ConfigError(f"RetryPolicy: factor must be >= 1, got {self.factor!r}")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """The wait before retry number `attempt`; `rand` is uniform in [0, 1)."""
+        cap = min(self.max_s, self.base_s * self.factor ** max(0, attempt - 1))
+        return cap * rand if self.jitter else cap
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"base_s": self.base_s, "factor": self.factor, "max_s": self.max_s,
+                "jitter": self.jitter}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTrigger:
+    """A queue and how its consumer feeds the function (SQS event-source-mapping knobs)."""
+
+    queue: str
+    batch_size: int = 10
+    batch_window_s: float = 0.0
+    concurrency: int = 4  # batches in flight at once: the load-levelling knob
+    visibility_timeout_s: float | None = None  # default: 6 x the function's timeout, >= 30 s
+    max_receive: int = 3  # deliveries before the message goes to the dead-letter queue
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dlq: str | None = None  # default: "<queue>-dlq"
+    max_age_s: float | None = None  # older messages go to the DLQ unprocessed
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self.dlq or f"{self.queue}-dlq"
+
+    def visibility_for(self, timeout_s: float) -> float:
+        if self.visibility_timeout_s is not None:
+            return self.visibility_timeout_s
+        return max(30.0, 6 * timeout_s)
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue, "batch_size": self.batch_size,
+            "batch_window_s": self.batch_window_s, "concurrency": self.concurrency,
+            "visibility_timeout_s": self.visibility_timeout_s, "max_receive": self.max_receive,
+            "retry": self.retry.to_manifest(), "dlq": self.dlq, "max_age_s": self.max_age_s,
+            "max_message_bytes": self.max_message_bytes,
+        }
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> QueueTrigger:
+        fields = dict(data)
+        fields["retry"] = RetryPolicy(**fields.get("retry", {}))
+        return cls(**fields)
+
+
+def validate_queue_name(owner: str, name: Any) -> None:
+    if not isinstance(name, str) or not _QUEUE_RE.match(name):
+        raise ConfigError(f"{owner}: queue name {name!r} is invalid: use 1-80 letters, digits, "
+                          "'-', '_' or '.'")
+
+
+def validate_queue_trigger(fname: str, t: QueueTrigger, timeout_s: float) -> None:
+    validate_queue_name(f"function {fname!r}", t.queue)
+    if t.dlq is not None:
+        validate_queue_name(f"function {fname!r}: dlq", t.dlq)
+        if t.dlq == t.queue:
+            raise _fail(fname, "dlq", "must differ from the queue itself")
+    if not isinstance(t.batch_size, int) or isinstance(t.batch_size, bool) or not (
+            1 <= t.batch_size <= 10000):
+        raise _fail(fname, "batch_size", f"must be a whole number from 1 to 10000, got {t.batch_size!r}")
+    if not _is_number(t.batch_window_s) or not 0 <= t.batch_window_s <= 300:
+        raise _fail(fname, "batch_window_s", f"must be seconds from 0 to 300, got {t.batch_window_s!r}")
+    if not isinstance(t.concurrency, int) or isinstance(t.concurrency, bool) or t.concurrency < 1:
+        raise _fail(fname, "concurrency", f"must be a whole number >= 1, got {t.concurrency!r}")
+    if t.visibility_timeout_s is not None:
+        if not _is_number(t.visibility_timeout_s) or not 0 < t.visibility_timeout_s <= 43200:
+            raise _fail(fname, "visibility_timeout_s",
+                        f"must be seconds in (0, 43200], got {t.visibility_timeout_s!r}")
+        if t.visibility_timeout_s < timeout_s:
+            raise _fail(fname, "visibility_timeout_s",
+                        f"({t.visibility_timeout_s:g} s) must be at least the function's "
+                        f"timeout_s ({timeout_s:g} s), or messages are delivered twice")
+    if not isinstance(t.max_receive, int) or isinstance(t.max_receive, bool) or t.max_receive < 1:
+        raise _fail(fname, "max_receive", f"must be a whole number >= 1, got {t.max_receive!r}")
+    if not isinstance(t.retry, RetryPolicy):
+        raise _fail(fname, "retry", f"must be a squall.RetryPolicy, got {t.retry!r}")
+    if t.max_age_s is not None and (not _is_number(t.max_age_s) or t.max_age_s <= 0):
+        raise _fail(fname, "max_age_s", f"must be seconds > 0 or None, got {t.max_age_s!r}")
+    if not isinstance(t.max_message_bytes, int) or not 1 <= t.max_message_bytes <= 16 * 2**20:
+        raise _fail(fname, "max_message_bytes",
+                    f"must be a whole number from 1 to {16 * 2**20}, got {t.max_message_bytes!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionConfig:
     """Everything declared about one function. Read by the runtime, gateway and CLI."""
 
     name: str
-    kind: str = "function"  # "function" (invoke-only) | "http"
+    kind: str = "function"  # "function" (invoke-only) | "http" | "queue"
     format: str = "native"
     memory_mb: int = 128
     timeout_s: float = 3.0
@@ -48,6 +158,7 @@ class FunctionConfig:
     environment: dict[str, str] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     description: str = ""
+    queue: QueueTrigger | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -66,12 +177,15 @@ class FunctionConfig:
             "environment": dict(self.environment),
             "routes": [[r.method, r.path] for r in self.routes],
             "description": self.description,
+            "queue": self.queue.to_manifest() if self.queue else None,
         }
 
     @classmethod
     def from_manifest(cls, data: dict[str, Any]) -> FunctionConfig:
         fields = dict(data)
         fields["routes"] = tuple(Route(m, p) for m, p in fields.get("routes", ()))
+        if fields.get("queue"):
+            fields["queue"] = QueueTrigger.from_manifest(fields["queue"])
         return cls(**fields)
 
 
@@ -89,9 +203,9 @@ def _validate(cfg: FunctionConfig) -> None:
         raise ConfigError(
             f"function name {n!r} is invalid: use 1-64 letters, digits, '-', '_' or '.'"
         )
-    if cfg.kind not in ("function", "http"):
-        raise _fail(n, "kind", f"must be 'function' or 'http', got {cfg.kind!r}")
-    formats = HTTP_FORMATS if cfg.kind == "http" else FUNCTION_FORMATS
+    if cfg.kind not in KINDS:
+        raise _fail(n, "kind", f"must be one of {', '.join(KINDS)}, got {cfg.kind!r}")
+    formats = {"http": HTTP_FORMATS, "queue": QUEUE_FORMATS}.get(cfg.kind, FUNCTION_FORMATS)
     if cfg.format not in formats:
         raise _fail(n, "format", f"must be one of {', '.join(formats)}; got {cfg.format!r}")
     if not isinstance(cfg.memory_mb, int) or isinstance(cfg.memory_mb, bool) or not (
@@ -126,6 +240,10 @@ def _validate(cfg: FunctionConfig) -> None:
         validate_route(n, route.method, route.path)
     if cfg.kind == "http" and not cfg.routes:
         raise _fail(n, "routes", "must hold at least one route for an HTTP function")
+    if cfg.kind == "queue":
+        if cfg.queue is None:
+            raise _fail(n, "queue", "must be set for a queue function")
+        validate_queue_trigger(n, cfg.queue, cfg.timeout_s)
 
 
 def validate_route(name: str, method: str, path: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from .backends import open_store, store_url_for_data_dir
+from .backends import broker_url_for_data_dir, open_broker, open_store, store_url_for_data_dir
 from .gateway.admin import admin_app
 from .gateway.asgi import Gateway
 from .observe import logs
@@ -28,6 +28,7 @@ from .runtime.loader import resolve_ref, split_ref
 from .runtime.metering import Recorder
 from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
 from .runtime.zygote_client import ZygoteError
+from .sources.messaging import Messaging
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Supervisor:
     async def run(self) -> None:
         opts = self.opts
         store = open_store(store_url_for_data_dir(opts.data_dir))
+        broker = open_broker(broker_url_for_data_dir(opts.data_dir))
         recorder = Recorder(store, echo=True)
         runtime = Runtime(self.app_ref, on_result=recorder.add, max_workers=opts.max_workers)
         self.runtime = runtime
@@ -70,9 +72,14 @@ class Supervisor:
             self.manifest = manifest = await runtime.start()
         except BaseException:
             store.close()
+            await broker.close()
             raise
         recorder.app = manifest["app"]
         recorder.start()
+        messaging = self.messaging = Messaging(broker, runtime.invoke)
+        messaging.configure(runtime.configs)
+        runtime.services["send"] = lambda payload: messaging.send(*payload)
+        await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
         self.gateway = gateway
@@ -89,7 +96,9 @@ class Supervisor:
             announcer.cancel()
             if watcher is not None:
                 watcher.cancel()
+            await messaging.stop()
             await runtime.stop()
+            await broker.close()
             await recorder.close()
             store.close()
             logs.event("stopped", app=manifest["app"])
@@ -130,6 +139,7 @@ class Supervisor:
                 continue
             self.manifest = manifest
             self.gateway.update(manifest)
+            await self.messaging.reconfigure(self.runtime.configs)
             logs.event("reloaded", files=files, generation=self.runtime.generation,
                        functions=len(manifest["functions"]))
             self.reloaded.set()

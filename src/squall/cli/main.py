@@ -206,19 +206,24 @@ async def _manifest(ref: str) -> dict[str, Any]:
         await zygote.stop()
 
 
+def load_manifest(app: str) -> dict[str, Any]:
+    """Import the app in a zygote (never here) and return its manifest; exit 2 on failure."""
+    ref = _check_app(app)
+    try:
+        with err.status("[dim]loading the app…[/]", spinner="dots"):
+            return asyncio.run(_manifest(ref))
+    except ZygoteError as exc:
+        err.print(exc.detail or "", highlight=False, markup=False)
+        raise fail(f"the app could not be loaded: {exc}") from None
+
+
 @cli.command()
 def functions(
     app: str = typer.Argument(..., help=APP_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """List the app's functions, their triggers and settings."""
-    ref = _check_app(app)
-    try:
-        with err.status("[dim]loading the app…[/]", spinner="dots"):
-            manifest = asyncio.run(_manifest(ref))
-    except ZygoteError as exc:
-        err.print(exc.detail or "", highlight=False, markup=False)
-        raise fail(f"the app could not be loaded: {exc}") from None
+    manifest = load_manifest(app)
     if as_json:
         sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
         return
@@ -227,7 +232,8 @@ def functions(
                 "provisioned", "keep warm"):
         table.add_column(col)
     for f in manifest["functions"]:
-        trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or "invoke"
+        trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or (
+            f"queue {f['queue']['queue']}" if f.get("queue") else "invoke")
         table.add_row(
             f["name"], trigger, f["format"], f"{f['memory_mb']} MB", f"{f['timeout_s']:g} s",
             str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
@@ -247,11 +253,7 @@ def logs(
     """Show recent invocations with their metering and captured output."""
     app_name = app
     if app.endswith(".py") or "/" in app or ":" in app:
-        ref = _check_app(app)
-        try:
-            app_name = asyncio.run(_manifest(ref))["app"]
-        except ZygoteError as exc:
-            raise fail(f"the app could not be loaded: {exc}") from None
+        app_name = load_manifest(app)["app"]
     db = Path(data_dir) / "squall.db"
     if not db.exists():
         raise fail(f"no invocation log at {db}: run the app first, or pass --data-dir")
@@ -286,6 +288,12 @@ def logs(
         if r.cold and r.init_ms is not None:
             report += f"  Init Duration: {r.init_ms:.2f} ms"
         out.print(f"[dim]{report}[/]")
+
+
+from .queues import dlq_cli, send  # noqa: E402  (they use load_manifest and fail)
+
+cli.command()(send)
+cli.add_typer(dlq_cli, name="dlq")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..app import Function
 from ..events import aws_apigw
+from ..events import queue as queue_events
 from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
 from ..types import Context, HttpRequest, HttpResponse
 
@@ -71,6 +72,21 @@ def _failure(exc: BaseException) -> HandlerFailure:
     return HandlerFailure(type(exc).__name__, str(exc), stack)
 
 
+def _call_queue(fn: Function, data: Any, ctx: Context,
+                loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> str:
+    if not isinstance(data, dict) or "messages" not in data:
+        raise HandlerFailure(
+            "Runtime.InvalidEvent",
+            f"function {fn.name!r} consumes queue {fn.config.queue.queue!r}: invoke it with "
+            '{"queue": ..., "messages": [{"id": ..., "body": ...}]} or send to the queue', [])
+    ids = [m["id"] for m in data["messages"]]
+    arg = queue_events.sqs_event(data) if fn.config.format == "aws-sqs" else \
+        queue_events.native_batch(data)
+    args = (arg, ctx) if fn.takes_context else (arg,)
+    result = _await(fn.handler(*args), loop_factory)
+    return json.dumps({"failed": queue_events.failed_ids(result, ids)})
+
+
 def call(
     fn: Function,
     kind: str,
@@ -102,6 +118,8 @@ def call(
             return http_response_to_wire(response)
         # an event invocation; data arrives and leaves as JSON text
         data = json.loads(payload) if isinstance(payload, str) and payload else None
+        if cfg.kind == "queue":
+            return _call_queue(fn, data, ctx, loop_factory)
         args = (data, ctx) if fn.takes_context else (data,)
         result = _await(fn.handler(*args), loop_factory)
         try:

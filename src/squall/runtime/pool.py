@@ -183,13 +183,11 @@ class WorkerConn(asyncio.Protocol):
         except (OSError, IndexError, ValueError):
             return 0
 
-    async def _nested(self, call_id: int, function: str, data_json: str) -> None:
+    async def _nested(self, call_id: int, op: str, payload: Any) -> None:
         try:
-            result = await self.pool.runtime.invoke(function, P.KIND_EVENT, data_json)
-            if result.ok:
-                reply = [P.CALL_REPLY, call_id, True, result.value]
-            else:
-                reply = [P.CALL_REPLY, call_id, False, result.error_payload()]
+            reply = [P.CALL_REPLY, call_id, True, await self.pool.runtime.serve_call(op, payload)]
+        except ServiceError as exc:
+            reply = [P.CALL_REPLY, call_id, False, exc.payload]
         except Exception as exc:  # an unknown function, a stopped runtime
             reply = [P.CALL_REPLY, call_id, False,
                      {"errorType": type(exc).__name__, "errorMessage": str(exc)}]
@@ -386,6 +384,14 @@ class FunctionPool:
             "waiting": len(self.waiters),
             "ewma_ms": self.ewma_ms,
         }
+
+
+class ServiceError(Exception):
+    """A worker's service call failed; `payload` is what the worker raises with."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", ""))
+        self.payload = payload
 
 
 class Throttled(Exception):

@@ -18,7 +18,7 @@ worker -> supervisor
     [READY, pid, init_ms]
     [RESULT, id, status, value, error_type, error_message, stack, duration_ms,
      max_memory_mb, cold, init_ms, logs]
-    [CALL, call_id, function, data_json]
+    [CALL, call_id, op, payload]    a service of the supervisor: "invoke", "send", ...
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..config import FunctionConfig
 from ..observe import logs
@@ -19,10 +19,11 @@ from ..types import InvocationResult
 from . import protocol as P
 from .adapters import http_response_from_wire
 from .loader import resolve_ref
-from .pool import FunctionPool, Pending, Throttled, WorkerConn
+from .pool import FunctionPool, Pending, ServiceError, Throttled, WorkerConn
 from .zygote_client import ZygoteClient, ZygoteError
 
 ResultSink = Callable[[InvocationResult, str], None]
+Service = Callable[[Any], Awaitable[Any]]
 
 DEFAULT_MAX_WORKERS = 64  # per function without reserved concurrency
 MEMORY_CHECK_S = 0.05
@@ -61,6 +62,8 @@ class Runtime:
         self.generation = 0
         self.stopping = False
         self._restart_lock = asyncio.Lock()
+        # what workers may ask of the supervisor (app.invoke, app.send, ...)
+        self.services: dict[str, Service] = {"invoke": self._service_invoke}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -249,6 +252,20 @@ class Runtime:
                 self.on_result(result, kind)
             except Exception:  # pragma: no cover - the log must never break a call
                 pass
+
+    async def serve_call(self, op: str, payload: Any) -> Any:
+        service = self.services.get(op)
+        if service is None:
+            raise ServiceError({"errorType": "Runtime.UnsupportedOperation",
+                                "errorMessage": f"{op!r} is not available in this runtime"})
+        return await service(payload)
+
+    async def _service_invoke(self, payload: Any) -> Any:
+        function, data_json = payload
+        result = await self.invoke(function, P.KIND_EVENT, data_json)
+        if not result.ok:
+            raise ServiceError(result.error_payload())
+        return result.value
 
     def stats(self) -> dict[str, Any]:
         return {name: pool.stats() for name, pool in self.pools.items()}

@@ -49,17 +49,21 @@ class _RequestIdFilter(logging.Filter):
 
 
 class _WorkerInvoker:
-    """`app.invoke` inside a worker: a CALL frame to the supervisor, then wait for the reply."""
+    """`app.invoke`/`app.send` inside a worker: a CALL frame to the supervisor, then wait."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
     def invoke(self, function: str, data: Any) -> Any:
-        return self.worker.nested_call(function, data)
+        value = self.worker.call("invoke", [function, json.dumps(data)])
+        return json.loads(value) if value else None
+
+    def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+        return self.worker.call("send", [queue, messages])
 
 
 class NestedInvokeError(RuntimeError):
-    """`app.invoke` from a function failed; carries the callee's error type and message."""
+    """`app.invoke`/`app.send` from a function failed; carries the error type and message."""
 
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
@@ -139,15 +143,16 @@ class Worker:
             asyncio.set_event_loop(self.loop)
         return self.loop
 
-    def nested_call(self, function: str, data: Any) -> Any:
+    def call(self, op: str, payload: Any) -> Any:
+        """Ask the supervisor for a service (invoke, send, ...) and wait for the answer."""
         self.next_call += 1
         call_id = self.next_call
-        self.send([P.CALL, call_id, function, json.dumps(data)])
+        self.send([P.CALL, call_id, op, payload])
         while call_id not in self.replies:
             self._read()
         _, _, ok, value = self.replies.pop(call_id)
         if ok:
-            return json.loads(value) if value else None
+            return value
         raise NestedInvokeError(value)
 
     def _drain_logs(self) -> str:

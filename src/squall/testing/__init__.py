@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import random
+import tempfile
 import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from ..app import App
+from ..backends.sqlite.broker import SqliteBroker
 from ..gateway.asgi import Gateway
+from ..sources.messaging import Messaging
 from ..types import InvocationResult
 from .local import LocalInvoker
 
@@ -90,9 +96,13 @@ class TestClient:
     __test__ = False
 
     def __init__(self, app: App | str, *, isolated: bool = False,
-                 expose_errors: bool = True, max_workers: int = 16) -> None:
+                 expose_errors: bool = True, max_workers: int = 16,
+                 clock: Any = None, seed: int = 0) -> None:
         self.app = app
         self.isolated = isolated
+        # time for queues, delays and retries: a FakeClock makes them deterministic
+        self.clock = clock if clock is not None else time.time
+        self._rand = random.Random(seed).random
         self.expose_errors = expose_errors
         self.max_workers = max_workers
         self.results: list[InvocationResult] = []
@@ -111,6 +121,9 @@ class TestClient:
 
     def start(self) -> None:
         self._loop = _Loop()
+        self._tmp = tempfile.TemporaryDirectory(prefix="squall-test-")
+        self.broker = SqliteBroker(Path(self._tmp.name) / "broker.db", clock=self.clock,
+                                   synchronous="NORMAL")
         if self.isolated:
             from ..runtime.runtime import Runtime
 
@@ -118,18 +131,27 @@ class TestClient:
             runtime = Runtime(ref, on_result=self._record, max_workers=self.max_workers)
             manifest = self._loop.run(runtime.start(), 60)
             self._invoker = runtime
+            configs = runtime.configs
+            runtime.services["send"] = lambda payload: self.messaging.send(*payload)
         else:
             if not isinstance(self.app, App):
                 raise TypeError("an in-process TestClient needs an App object; pass "
                                 "isolated=True to load one by reference")
-            self._invoker = LocalInvoker(self.app, on_result=self._record)
+            services = {"send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs))}
+            self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
+            configs = {f.name: f.config for f in self.app.functions.values()}
+        self.messaging = Messaging(self.broker, self._invoker.invoke, clock=self.clock,
+                                   rand=self._rand)
+        self.messaging.configure(configs)
         self.manifest = manifest
         self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
 
     def close(self) -> None:
         if self._loop is None:
             return
+        self._loop.run(self.broker.close(), 30)
+        self._tmp.cleanup()
         if self.isolated and self._invoker is not None:
             self._loop.run(self._invoker.stop(), 30)
         elif self._invoker is not None:
@@ -213,6 +235,34 @@ class TestClient:
         if check and not result.ok:
             raise FunctionFailed(f"{function} failed: {result.error_type}: {result.error_message}")
         return result
+
+    # -- queues --------------------------------------------------------------------
+
+    def send(self, queue: str, data: Any, *, delay_s: float = 0, dedup_key: str | None = None,
+             attributes: dict[str, str] | None = None) -> str:
+        """Put a message on one of the app's queues (as `app.send` would)."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        body = jsonlib.dumps(data)
+        (mid,) = self._loop.run(self.messaging.send(queue, [
+            {"body": body, "delay_s": delay_s, "dedup_key": dedup_key,
+             "attributes": attributes or {}}]))
+        return mid
+
+    def drain(self) -> Any:
+        """Run every queued message that is visible now, and whatever that causes, to
+        completion; returns counts of succeeded, retried and dead-lettered messages.
+        Retries wait for their backoff: advance the clock, then drain again."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        return self._loop.run(self.messaging.drain(), 300)
+
+    def dead_letters(self, queue: str) -> list[Any]:
+        """What is in `queue`'s dead-letter queue (`queue` may name either)."""
+        consumer = self.messaging.consumers.get(queue)
+        dlq = consumer.trigger.dead_letter_queue if consumer else queue
+        return self._loop.run(self.broker.peek(dlq, 10000))
+
+    def queue_stats(self, queue: str) -> Any:
+        return self._loop.run(self.broker.stats(queue))
 
     def invocations(self, function: str | None = None) -> list[InvocationResult]:
         return [r for r in self.results if function is None or r.function == function]

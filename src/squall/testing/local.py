@@ -61,10 +61,17 @@ def _install() -> None:
     global _installed
     with _install_lock:
         if _installed == 0:
-            sys.stdout = _Tee(sys.stdout)
-            sys.stderr = _Tee(sys.stderr)
             logging.getLogger().addHandler(_handler)
         _installed += 1
+    _ensure_tee()
+
+
+def _ensure_tee() -> None:
+    """(Re)wrap sys.stdout/sys.stderr: test runners swap them between test phases."""
+    if not isinstance(sys.stdout, _Tee):
+        sys.stdout = _Tee(sys.stdout)
+    if not isinstance(sys.stderr, _Tee):
+        sys.stderr = _Tee(sys.stderr)
 
 
 def _uninstall() -> None:
@@ -97,12 +104,21 @@ class _Binding:
             raise NestedInvokeError(result.error_payload())
         return result.output
 
+    def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+        service = self.invoker.services.get("send")
+        if service is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": "queues are not available here"})
+        return service(queue, messages)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,
-                 on_result: Callable[[InvocationResult, str], None] | None = None) -> None:
+                 on_result: Callable[[InvocationResult, str], None] | None = None,
+                 services: dict[str, Callable[..., Any]] | None = None) -> None:
         self.app = app
         self.on_result = on_result
+        self.services = services or {}
         self.warm: set[str] = set()
         self._executor = ThreadPoolExecutor(32, thread_name_prefix="squall-fn")
         self._loops = threading.local()
@@ -130,6 +146,7 @@ class LocalInvoker:
         self.warm.add(function)
         ctx = Context(request_id=request_id, function_name=cfg.name, app_name=self.app.name,
                       memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold)
+        _ensure_tee()
         outer = getattr(_local, "buffer", None), getattr(_local, "request_id", None)
         _local.buffer, _local.request_id = io.StringIO(), request_id
         status, value, etype, emsg, stack = P.OK, None, None, None, None

@@ -1,0 +1,287 @@
+"""`squall send` and `squall dlq …`: queues from the command line.
+
+Both open the app's broker directly (the embedded SQLite file under --data-dir), so they
+work whether or not the app is running; a running app notices new messages at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..backends import BrokerError, broker_url_for_data_dir, open_broker
+from ..backends.broker import Delivery, MessageTooLarge
+from ..config import FunctionConfig
+from ..sources.messaging import Messaging, UnknownQueue
+
+dlq_cli = typer.Typer(help="Inspect, edit and redrive dead-letter queues.", no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    from .main import fail
+
+    return fail(message)
+
+
+def _load(app: str) -> tuple[dict[str, Any], dict[str, FunctionConfig]]:
+    from .main import load_manifest
+
+    manifest = load_manifest(app)
+    configs = {f["name"]: FunctionConfig.from_manifest(f) for f in manifest["functions"]}
+    return manifest, configs
+
+
+def _attrs(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise _fail(f"--attr takes NAME=VALUE, got {p!r}")
+        out[k] = v
+    return out
+
+
+def send(
+    app: str = typer.Argument(..., help="The app (file or module:attr)."),
+    queue: str = typer.Argument(..., help="One of the app's queues."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="The message, as JSON."),
+    data_file: Optional[Path] = typer.Option(None, "--data-file", help="Read it from a file."),
+    delay_s: float = typer.Option(0.0, min=0, max=900, help="Deliver after this many seconds."),
+    dedup_key: Optional[str] = typer.Option(None, help="Drop repeats of this key in the window."),
+    attr: list[str] = typer.Option([], help="A message attribute NAME=VALUE (repeatable)."),
+    data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
+) -> None:
+    """Put a message on a queue; prints its id once it is durable."""
+    from .main import _parse_data
+
+    if data is None and data_file is None:
+        raise _fail("give the message with --data JSON or --data-file FILE")
+    value = _parse_data(data, data_file)
+    attributes = _attrs(attr)
+    _, configs = _load(app)
+
+    async def go() -> list[str]:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        try:
+            m = Messaging(broker, _no_invoke)
+            m.configure(configs)
+            return await m.send(queue, [{"body": json.dumps(value), "delay_s": delay_s,
+                                         "dedup_key": dedup_key, "attributes": attributes}])
+        finally:
+            await broker.close()
+
+    try:
+        (mid,) = asyncio.run(go())
+    except (UnknownQueue, MessageTooLarge, BrokerError) as exc:
+        raise _fail(str(exc)) from None
+    sys.stdout.write(json.dumps({"messageId": mid, "queue": queue}) + "\n")
+
+
+async def _no_invoke(*_: Any, **__: Any) -> Any:  # pragma: no cover - never consumes
+    raise RuntimeError("the CLI does not run functions")
+
+
+def _dlqs(configs: dict[str, FunctionConfig], queue: str | None) -> dict[str, str]:
+    """Dead-letter queue -> source queue, optionally only for `queue`."""
+    out = {c.queue.dead_letter_queue: c.queue.queue for c in configs.values() if c.queue}
+    if queue is not None:
+        match = {d: q for d, q in out.items() if queue in (d, q)}
+        if not match:
+            known = ", ".join(sorted(out.values())) or "none"
+            raise _fail(f"no queue named {queue!r} in this app; its queues are: {known}")
+        return match
+    return out
+
+
+def _matches(d: Delivery, contains: str | None, error: str | None) -> bool:
+    if contains and contains not in d.body.decode("utf-8", "replace"):
+        return False
+    if error and error not in (d.last_error or ""):
+        return False
+    return True
+
+
+async def _collect(data_dir: str, dlqs: dict[str, str], contains: str | None,
+                   error: str | None, limit: int) -> list[Delivery]:
+    broker = open_broker(broker_url_for_data_dir(data_dir))
+    try:
+        out: list[Delivery] = []
+        for dlq in dlqs:
+            after = None
+            while len(out) < limit:
+                page = await broker.peek(dlq, 500, after_id=after)
+                if not page:
+                    break
+                out += [d for d in page if _matches(d, contains, error)]
+                after = page[-1].message_id
+        return out[:limit]
+    finally:
+        await broker.close()
+
+
+def _record(d: Delivery) -> dict[str, Any]:
+    body = d.body.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        parsed = body
+    return {"messageId": d.message_id, "dlq": d.queue, "queue": d.source_queue,
+            "reason": d.dead_letter_reason, "attempts": d.receive_count,
+            "lastError": d.last_error, "sentAt": d.sent_at, "trace": d.trace,
+            "attributes": d.attributes, "body": parsed}
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    app: str = typer.Argument(..., help="The app (file or module:attr)."),
+    queue: Optional[str] = typer.Argument(None, help="Only this queue (or its DLQ)."),
+    contains: Optional[str] = typer.Option(None, help="Only messages whose body contains this."),
+    error: Optional[str] = typer.Option(None, help="Only messages whose last error contains this."),
+    limit: int = typer.Option(100, min=1, max=100000),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    data_dir: str = typer.Option(".squall"),
+) -> None:
+    """List dead letters with why they died."""
+    _, configs = _load(app)
+    items = asyncio.run(_collect(data_dir, _dlqs(configs, queue), contains, error, limit))
+    if as_json:
+        for d in items:
+            sys.stdout.write(json.dumps(_record(d)) + "\n")
+        return
+    table = Table(title=f"{len(items)} dead letter(s)")
+    for col in ("message id", "queue", "reason", "attempts", "age", "last error", "body"):
+        table.add_column(col, overflow="fold")
+    now = time.time()
+    for d in items:
+        table.add_row(d.message_id, d.source_queue or "?", d.dead_letter_reason or "",
+                      str(d.receive_count), f"{now - d.sent_at:.0f} s",
+                      (d.last_error or "")[:80], d.body.decode("utf-8", "replace")[:60])
+    Console().print(table)
+
+
+@dlq_cli.command("show")
+def dlq_show(
+    app: str = typer.Argument(...),
+    message_id: str = typer.Argument(...),
+    data_dir: str = typer.Option(".squall"),
+) -> None:
+    """Print one dead letter in full, as JSON."""
+    _, configs = _load(app)
+    items = asyncio.run(_collect(data_dir, _dlqs(configs, None), None, None, 10**6))
+    for d in items:
+        if d.message_id == message_id:
+            sys.stdout.write(json.dumps(_record(d), indent=2) + "\n")
+            return
+    raise _fail(f"no dead letter with id {message_id!r}")
+
+
+@dlq_cli.command("edit")
+def dlq_edit(
+    app: str = typer.Argument(...),
+    message_id: str = typer.Argument(...),
+    data: str = typer.Option(..., "--data", "-d", help="The new body, as JSON."),
+    data_dir: str = typer.Option(".squall"),
+) -> None:
+    """Replace a dead letter's body (fix it before a redrive)."""
+    try:
+        json.loads(data)
+    except ValueError as exc:
+        raise _fail(f"--data is not valid JSON: {exc}") from None
+    _, configs = _load(app)
+
+    async def go() -> bool:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        try:
+            for dlq in _dlqs(configs, None):
+                if await broker.update_body(dlq, message_id, data.encode()):
+                    return True
+            return False
+        finally:
+            await broker.close()
+
+    try:
+        changed = asyncio.run(go())
+    except MessageTooLarge as exc:
+        raise _fail(str(exc)) from None
+    if not changed:
+        raise _fail(f"no dead letter with id {message_id!r}")
+    sys.stdout.write(json.dumps({"messageId": message_id, "edited": True}) + "\n")
+
+
+@dlq_cli.command("redrive")
+def dlq_redrive(
+    app: str = typer.Argument(...),
+    queue: Optional[str] = typer.Argument(None, help="Only this queue's dead letters."),
+    ids: list[str] = typer.Option([], "--id", help="Only these message ids (repeatable)."),
+    contains: Optional[str] = typer.Option(None, help="Only messages whose body contains this."),
+    error: Optional[str] = typer.Option(None, help="Only messages whose last error contains this."),
+    rate: float = typer.Option(100.0, min=0.1, max=100000, help="Messages per second at most."),
+    limit: int = typer.Option(100000, min=1, max=10**7),
+    data_dir: str = typer.Option(".squall"),
+) -> None:
+    """Move dead letters back to their queue, at a bounded rate."""
+    _, configs = _load(app)
+    dlqs = _dlqs(configs, queue)
+    chosen = asyncio.run(_collect(data_dir, dlqs, contains, error, limit))
+    if ids:
+        wanted = set(ids)
+        chosen = [d for d in chosen if d.message_id in wanted]
+        missing = wanted - {d.message_id for d in chosen}
+        if missing:
+            raise _fail(f"no dead letter with id {', '.join(sorted(missing))}")
+
+    async def go() -> int:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        moved = 0
+        step = max(1, int(rate // 10) or 1)  # ~10 commits a second
+        try:
+            with Progress(TextColumn("redrive"), BarColumn(), TextColumn("{task.completed}/"
+                          "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
+                          transient=False) as progress:
+                task = progress.add_task("redrive", total=len(chosen))
+                t0 = time.monotonic()
+                for i in range(0, len(chosen), step):
+                    part = chosen[i:i + step]
+                    by_dlq: dict[str, list[str]] = {}
+                    for d in part:
+                        by_dlq.setdefault(d.queue, []).append(d.message_id)
+                    for dlq, mids in by_dlq.items():
+                        moved += await broker.redrive(dlq, message_ids=mids, limit=len(mids))
+                    progress.update(task, advance=len(part))
+                    ahead = (i + len(part)) / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)  # the rate bound
+        finally:
+            await broker.close()
+        return moved
+
+    moved = asyncio.run(go())
+    sys.stdout.write(json.dumps({"redriven": moved}) + "\n")
+
+
+@dlq_cli.command("delete")
+def dlq_delete(
+    app: str = typer.Argument(...),
+    message_ids: list[str] = typer.Argument(..., help="The dead letters to drop."),
+    data_dir: str = typer.Option(".squall"),
+) -> None:
+    """Drop dead letters for good."""
+    _, configs = _load(app)
+
+    async def go() -> int:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        try:
+            return sum([await broker.delete(dlq, message_ids) for dlq in _dlqs(configs, None)])
+        finally:
+            await broker.close()
+
+    sys.stdout.write(json.dumps({"deleted": asyncio.run(go())}) + "\n")

@@ -1,0 +1,1 @@
+"""Event sources and consumers: what turns messages, schedules and events into invocations."""
