@@ -98,7 +98,10 @@ def get_order(request):
 
 @app.http("GET", "/orders")
 def list_orders(request):
-    limit = min(int(request.query.get("limit", "20")), 100)
+    raw = request.query.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise BadRequest(f"limit must be a whole number from 1 to 100, got {raw!r}")
+    limit = int(raw)
     with _db() as db:
         rows = db.execute("SELECT id, customer, total FROM orders ORDER BY id DESC LIMIT ?",
                           (limit,)).fetchall()

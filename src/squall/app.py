@@ -22,6 +22,7 @@ from .config import (
     QueueTrigger,
     RetryPolicy,
     Route,
+    route_shape,
     validate_queue_name,
 )
 from .types import Handler
@@ -76,18 +77,30 @@ class Function:
         return self.config.name
 
 
+def _accepts(handler: Handler, n: int) -> bool:
+    """Can `handler` be called with exactly `n` positional arguments?"""
+    try:
+        inspect.signature(handler).bind(*range(n))
+        return True
+    except TypeError:
+        return False
+    except ValueError:  # no signature (some builtins): trust it
+        return True
+
+
 def _positional_arity(handler: Handler) -> int:
     try:
-        sig = inspect.signature(handler)
+        params = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):
         return 2
-    count = 0
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            return 2
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _signature(handler: Handler) -> str:
+    try:
+        return f"({', '.join(str(p) for p in inspect.signature(handler).parameters.values())})"
+    except (TypeError, ValueError):
+        return "(unknown)"
 
 
 class App:
@@ -100,12 +113,13 @@ class App:
     """
 
     def __init__(self, name: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        if not isinstance(name, str) or not _APP_NAME_RE.match(name):
+        if not isinstance(name, str) or not _APP_NAME_RE.fullmatch(name):
             raise ConfigError(
                 f"app name {name!r} is invalid: use 1-63 lower-case letters, digits, '-' or '_', "
                 "starting with a letter or digit"
             )
-        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+        if (not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool)
+                or max_body_bytes < 1):
             raise ConfigError(f"app {name!r}: max_body_bytes must be a positive int")
         self.name = name
         self.max_body_bytes = max_body_bytes
@@ -223,14 +237,15 @@ class App:
             raise ConfigError(f"function {fname!r}: {exc}") from None
 
     def _check_route_free(self, fname: str, route: Route) -> None:
+        shape = route_shape(route.path)
         for other in self.functions.values():
             for r in other.config.routes:
-                if r.path == route.path and (
+                if route_shape(r.path) == shape and (
                     r.method == route.method or "ANY" in (r.method, route.method)
                 ):
                     raise ConfigError(
                         f"function {fname!r}: route {route.method} {route.path} is already "
-                        f"served by function {other.name!r}"
+                        f"served by function {other.name!r} ({r.method} {r.path})"
                     )
 
     def _add(self, fname: str, cfg: FunctionConfig, handler: Handler, replace_ok: bool = False) -> None:
@@ -241,19 +256,19 @@ class App:
                 f"function {fname!r} is already registered in app {self.name!r}; pass name= "
                 "to register it under another name"
             )
-        arity = _positional_arity(handler)
-        needed = 1 if cfg.format == "native" else 2
-        if arity < 1 or (needed == 2 and arity < 2):
+        native = cfg.format == "native"
+        takes_two = _accepts(handler, 2)
+        if not (takes_two or (native and _accepts(handler, 1))):
             first = {"http": "request", "queue": "batch"}.get(cfg.kind, "event")
-            want = f"({first}) or ({first}, ctx)" if needed == 1 else "(event, context)"
+            want = f"({first}) or ({first}, ctx)" if native else "(event, context)"
             raise ConfigError(
-                f"function {fname!r}: the handler must take {want}; it takes {arity} positional "
-                "argument(s)"
+                f"function {fname!r}: the handler must take {want}; it takes "
+                f"{_positional_arity(handler)} positional argument(s): {_signature(handler)}"
             )
         self.functions[fname] = Function(
             config=cfg,
             handler=handler,
-            takes_context=arity >= 2,
+            takes_context=takes_two,
             is_async=inspect.iscoroutinefunction(handler),
         )
 

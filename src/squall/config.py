@@ -6,6 +6,7 @@ setting at decoration time, i.e. when the user's module is imported.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,7 @@ class QueueTrigger:
 
 
 def validate_queue_name(owner: str, name: Any) -> None:
-    if not isinstance(name, str) or not _QUEUE_RE.match(name):
+    if not isinstance(name, str) or not _QUEUE_RE.fullmatch(name):
         raise ConfigError(f"{owner}: queue name {name!r} is invalid: use 1-80 letters, digits, "
                           "'-', '_' or '.'")
 
@@ -194,12 +195,13 @@ def _fail(name: str, setting: str, problem: str) -> ConfigError:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool, not NaN, not infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _validate(cfg: FunctionConfig) -> None:
     n = cfg.name
-    if not isinstance(n, str) or not _NAME_RE.match(n):
+    if not isinstance(n, str) or not _NAME_RE.fullmatch(n):
         raise ConfigError(
             f"function name {n!r} is invalid: use 1-64 letters, digits, '-', '_' or '.'"
         )
@@ -246,6 +248,13 @@ def _validate(cfg: FunctionConfig) -> None:
         validate_queue_trigger(n, cfg.queue, cfg.timeout_s)
 
 
+def route_shape(path: str) -> str:
+    """What a path template matches, for conflict checks: trailing slash dropped and
+    parameter names erased (`/orders/{id}/` and `/orders/{order_id}` are the same route)."""
+    norm = path.rstrip("/") or "/"
+    return re.sub(r"\{[^}]*?(\+?)\}", lambda m: "{+}" if m.group(1) else "{}", norm)
+
+
 def validate_route(name: str, method: str, path: str) -> None:
     if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
         raise _fail(name, "method", f"must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
@@ -254,7 +263,7 @@ def validate_route(name: str, method: str, path: str) -> None:
     segments = path.strip("/").split("/") if path != "/" else []
     seen: set[str] = set()
     for i, seg in enumerate(segments):
-        if not _SEGMENT_RE.match(seg):
+        if not _SEGMENT_RE.fullmatch(seg):
             raise _fail(name, "path", f"{path!r} has a malformed segment {seg!r}: "
                         "use {name} or {name+} for parameters")
         if seg.startswith("{"):

@@ -22,8 +22,8 @@ _FACTORIES: dict[str, Callable[[str], InvocationLog]] = {"sqlite": _sqlite}
 
 
 def _sqlite_path(url: str) -> Path:
-    rest = url.split("://", 1)[1]  # sqlite:///relative.db, sqlite:////absolute.db
-    if not rest.startswith("/") or rest == "/":
+    _, sep, rest = url.partition("://")  # sqlite:///relative.db, sqlite:////absolute.db
+    if not sep or not rest.startswith("/") or rest == "/":
         raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
     return Path(rest[1:])
 

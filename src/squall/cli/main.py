@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -124,11 +125,39 @@ def _http_request(function: str, data: Any) -> HttpRequest:
         body = body.encode()
     headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items()]
     return HttpRequest(
-        method=str(data.get("method", "GET")).upper(), path=str(data.get("path", "/")),
+        method=str(data.get("method", "")).upper(), path=str(data.get("path", "")),
         query_string=str(data.get("query", "")), headers=headers, body=body,
         path_params={str(k): str(v) for k, v in (data.get("path_params") or {}).items()},
         route=str(data.get("route", "")), time_epoch_ms=int(time.time() * 1000),
     )
+
+
+def _route_request(cfg: Any, req: HttpRequest) -> HttpRequest:
+    """Fill path params and the route key by matching the path against the function's
+    own routes, as the gateway would."""
+    from dataclasses import replace
+
+    from ..gateway.router import MethodNotAllowed, Router
+
+    router = Router([(r.method, r.path, cfg.name) for r in cfg.routes])
+    first = cfg.routes[0]
+    if not req.method:
+        req = replace(req, method="GET" if first.method == "ANY" else first.method)
+    if not req.path:
+        if "{" in first.path:
+            raise fail(f"function {cfg.name!r} serves {first.path}: give the request path, "
+                       'e.g. --data \'{"path": "..."}\'')
+        req = replace(req, path=first.path)
+    try:
+        match = router.match(req.method, req.path)
+    except MethodNotAllowed as exc:
+        raise fail(f"function {cfg.name!r} does not serve {req.method} {req.path}; allowed: "
+                   f"{', '.join(exc.allowed)}") from None
+    if match is None:
+        routes = ", ".join(f"{r.method} {r.path}" for r in cfg.routes)
+        raise fail(f"function {cfg.name!r} does not serve {req.path}; its routes: {routes}")
+    params = {**match.params, **req.path_params}
+    return replace(req, path_params=params, route=req.route or match.target.route_key)
 
 
 def _http_result_json(result: InvocationResult) -> dict[str, Any]:
@@ -154,8 +183,14 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
         recorder.app = manifest["app"]
         cfg = runtime.config(function)
         if cfg.kind == "http" and cfg.format == "native":
-            req = _http_request(function, data)
+            req = _route_request(cfg, _http_request(function, data))
             result = await runtime.invoke(function, "http", http_request_to_wire(req))
+        elif cfg.kind == "queue" and not (isinstance(data, dict) and "messages" in data):
+            # one message, as if it had come from the queue
+            batch = {"queue": cfg.queue.queue, "messages": [
+                {"id": uuid.uuid4().hex, "body": json.dumps(data), "attributes": {},
+                 "receive_count": 1, "sent_at": time.time()}]}
+            result = await runtime.invoke(function, "event", json.dumps(batch))
         else:
             result = await runtime.invoke(function, "event", json.dumps(data))
         return result
@@ -230,7 +265,7 @@ def functions(
     table = Table(title=f"app {manifest['app']}")
     for col in ("function", "trigger", "format", "memory", "timeout", "concurrency",
                 "provisioned", "keep warm"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # never cut a name
     for f in manifest["functions"]:
         trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or (
             f"queue {f['queue']['queue']}" if f.get("queue") else "invoke")

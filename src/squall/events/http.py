@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from ..types import Headers, HttpRequest, HttpResponse
 
@@ -132,10 +131,19 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        jar: SimpleCookie = SimpleCookie()
-        for value in self.headers.getlist("cookie"):
-            jar.load(value)
-        return {k: m.value for k, m in jar.items()}
+        """Cookie name -> value, parsed leniently as browsers send them: one malformed
+        pair does not hide the others (http.cookies.SimpleCookie drops them all)."""
+        out: dict[str, str] = {}
+        for header in self.headers.getlist("cookie"):
+            for chunk in header.split(";"):
+                name, sep, value = chunk.partition("=")
+                name, value = name.strip(), value.strip()
+                if not sep or not name:
+                    continue
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                out[name] = unquote(value)
+        return out
 
     @property
     def body(self) -> bytes:
@@ -216,7 +224,8 @@ def encode_body(body: Any) -> tuple[bytes, str | None]:
         return body.encode("utf-8"), "text/plain; charset=utf-8"
     try:
         return (
-            json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+            json.dumps(body, separators=(",", ":"), ensure_ascii=False,
+                       allow_nan=False).encode("utf-8"),
             "application/json",
         )
     except (TypeError, ValueError) as exc:

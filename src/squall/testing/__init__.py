@@ -120,6 +120,9 @@ class TestClient:
         self.close()
 
     def start(self) -> None:
+        if not self.isolated and not isinstance(self.app, App):
+            raise TypeError("an in-process TestClient needs an App object; pass "
+                            "isolated=True to load one by reference")
         self._loop = _Loop()
         self._tmp = tempfile.TemporaryDirectory(prefix="squall-test-")
         self.broker = SqliteBroker(Path(self._tmp.name) / "broker.db", clock=self.clock,
@@ -134,9 +137,6 @@ class TestClient:
             configs = runtime.configs
             runtime.services["send"] = lambda payload: self.messaging.send(*payload)
         else:
-            if not isinstance(self.app, App):
-                raise TypeError("an in-process TestClient needs an App object; pass "
-                                "isolated=True to load one by reference")
             services = {"send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs))}
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()

@@ -8,7 +8,9 @@ keeps running on its thread until it returns (Python cannot kill a thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
 import json
 import logging
 import resource
@@ -86,6 +88,29 @@ def _uninstall() -> None:
             logging.getLogger().removeHandler(_handler)
 
 
+_env_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Any:
+    """A function's `environment`, set for the duration of its call (process-wide, so
+    calls that set one are serialised)."""
+    if not env:
+        yield
+        return
+    with _env_lock:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 class NestedInvokeError(RuntimeError):
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
@@ -100,6 +125,7 @@ class _Binding:
 
     def invoke(self, function: str, data: Any) -> Any:
         result = self.invoker.run(function, P.KIND_EVENT, json.dumps(data), str(uuid.uuid4()))
+        self.invoker.record(result, P.KIND_EVENT)
         if not result.ok:
             raise NestedInvokeError(result.error_payload())
         return result.output
@@ -122,19 +148,29 @@ class LocalInvoker:
         self.warm: set[str] = set()
         self._executor = ThreadPoolExecutor(32, thread_name_prefix="squall-fn")
         self._loops = threading.local()
+        self._all_loops: list[asyncio.AbstractEventLoop] = []
         app.bind(_Binding(self))
         _install()
 
     def close(self) -> None:
         self.app.bind(None)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for loop in self._all_loops:
+            if not loop.is_running():
+                loop.close()
+        self._all_loops.clear()
         _uninstall()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         loop = getattr(self._loops, "loop", None)
         if loop is None:
             loop = self._loops.loop = asyncio.new_event_loop()
+            self._all_loops.append(loop)
         return loop
+
+    def record(self, result: InvocationResult, kind: str) -> None:
+        if self.on_result is not None:
+            self.on_result(result, kind)
 
     def run(self, function: str, kind: str, payload: Any, request_id: str) -> InvocationResult:
         """One invocation on the calling thread."""
@@ -152,7 +188,8 @@ class LocalInvoker:
         status, value, etype, emsg, stack = P.OK, None, None, None, None
         t_wall, t0 = time.time(), time.perf_counter()
         try:
-            value = call(fn, kind, payload, ctx, self._loop)
+            with _environment(cfg.environment):
+                value = call(fn, kind, payload, ctx, self._loop)
         except HandlerFailure as f:
             status, etype, emsg, stack = P.ERROR, f.error_type, f.message, f.stack
             _local.buffer.write(f"[ERROR] {etype}: {emsg}\n")
@@ -189,6 +226,5 @@ class LocalInvoker:
                 started_at=time.time() - fn.config.timeout_s,
                 duration_ms=fn.config.timeout_s * 1000.0, memory_mb=fn.config.memory_mb,
             )
-        if self.on_result is not None:
-            self.on_result(result, kind)
+        self.record(result, kind)
         return result

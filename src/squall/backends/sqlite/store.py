@@ -83,6 +83,9 @@ class SqliteStore:
                     self._db.executemany(
                         f"INSERT OR REPLACE INTO invocations ({_COLUMNS}) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inv)
+                    # a row recorded again replaces its output instead of repeating it
+                    self._db.executemany("DELETE FROM logs WHERE request_id = ?",
+                                         [(r.request_id,) for r in rows])
                     if lines:
                         self._db.executemany(
                             "INSERT INTO logs (request_id, app, function, ts, line) "
@@ -106,8 +109,7 @@ class SqliteStore:
             args.append(request_id)
         sql += " ORDER BY started_at DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._query(sql, args)
         out = []
         for row in reversed(rows):
             fields = list(row)
@@ -127,9 +129,15 @@ class SqliteStore:
             args.append(request_id)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._query(sql, args)
         return [LogLine(*r) for r in reversed(rows)]
+
+    def _query(self, sql: str, args: list) -> list[tuple]:
+        try:
+            with self._lock:
+                return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the invocation log at {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
