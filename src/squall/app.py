@@ -36,6 +36,10 @@ _SETTINGS = (
     "max_wait_s",
     "environment",
     "description",
+    "retries",
+    "max_event_age_s",
+    "on_success",
+    "on_failure",
 )
 _QUEUE_SETTINGS = (
     "batch_size",
@@ -57,6 +61,8 @@ class Invoker(Protocol):
     def invoke(self, function: str, data: Any) -> Any: ...
 
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]: ...
+
+    def invoke_async(self, function: str, body: str) -> str: ...
 
 
 class NotRunning(RuntimeError):
@@ -292,6 +298,21 @@ class App:
                 "under squall.testing, or use `squall invoke APP FUNCTION`"
             )
         return self._invoker.invoke(function, data)
+
+    def invoke_async(self, function: str, data: Any = None) -> str:
+        """Queue `function` to run with `data` (Lambda's Event invocation): durable when this
+        returns, retried with backoff on failure, then sent to the function's on_failure
+        destination (or its dead-letter queue). Returns the request id."""
+        if self._invoker is None:
+            raise NotRunning(
+                f"app {self.name!r} is not running here: call app.invoke_async inside a "
+                "function or under squall.testing"
+            )
+        try:
+            body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the event for {function!r} is not JSON-serialisable: {exc}") from None
+        return self._invoker.invoke_async(function, body)
 
     def queues(self) -> dict[str, Function]:
         """Declared queues and the function consuming each."""

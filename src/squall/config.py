@@ -106,9 +106,23 @@ class QueueTrigger:
 
 
 def validate_queue_name(owner: str, name: Any) -> None:
-    if not isinstance(name, str) or not _QUEUE_RE.fullmatch(name):
+    if not isinstance(name, str) or not _QUEUE_RE.fullmatch(name) or name.startswith("_"):
         raise ConfigError(f"{owner}: queue name {name!r} is invalid: use 1-80 letters, digits, "
-                          "'-', '_' or '.'")
+                          "'-', '_' or '.', not starting with '_' (reserved for Squall)")
+
+
+DESTINATION_KINDS = ("queue", "function", "topic", "bus")
+
+
+def validate_destination(fname: str, setting: str, dest: Any) -> None:
+    """`queue:NAME`, `function:NAME`, `topic:NAME` or `bus`."""
+    if dest is None:
+        return
+    kind, _, target = dest.partition(":") if isinstance(dest, str) else ("", "", "")
+    if kind not in DESTINATION_KINDS or (kind != "bus" and not target) or (
+            kind == "bus" and target):
+        raise _fail(fname, setting, f"must be 'queue:NAME', 'function:NAME', 'topic:NAME' or "
+                    f"'bus', got {dest!r}")
 
 
 def validate_queue_trigger(fname: str, t: QueueTrigger, timeout_s: float) -> None:
@@ -160,6 +174,11 @@ class FunctionConfig:
     routes: tuple[Route, ...] = ()
     description: str = ""
     queue: QueueTrigger | None = None
+    # asynchronous invocation (app.invoke_async), as Lambda's "Event" invocation type
+    retries: int = 2
+    max_event_age_s: float = 6 * 3600.0
+    on_success: str | None = None
+    on_failure: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -179,7 +198,20 @@ class FunctionConfig:
             "routes": [[r.method, r.path] for r in self.routes],
             "description": self.description,
             "queue": self.queue.to_manifest() if self.queue else None,
+            "retries": self.retries,
+            "max_event_age_s": self.max_event_age_s,
+            "on_success": self.on_success,
+            "on_failure": self.on_failure,
         }
+
+    def async_trigger(self) -> QueueTrigger:
+        """The internal queue behind `app.invoke_async(self.name, ...)`."""
+        return QueueTrigger(
+            queue=f"_async.{self.name}", batch_size=1, concurrency=self.concurrency or 4,
+            visibility_timeout_s=max(30.0, 6 * self.timeout_s), max_receive=self.retries + 1,
+            retry=RetryPolicy(base_s=1.0, factor=2.0, max_s=120.0),
+            dlq=f"_async.{self.name}-dlq", max_age_s=self.max_event_age_s,
+        )
 
     @classmethod
     def from_manifest(cls, data: dict[str, Any]) -> FunctionConfig:
@@ -242,6 +274,13 @@ def _validate(cfg: FunctionConfig) -> None:
         validate_route(n, route.method, route.path)
     if cfg.kind == "http" and not cfg.routes:
         raise _fail(n, "routes", "must hold at least one route for an HTTP function")
+    if not isinstance(cfg.retries, int) or isinstance(cfg.retries, bool) or not 0 <= cfg.retries <= 2:
+        raise _fail(n, "retries", f"must be 0, 1 or 2 (as Lambda), got {cfg.retries!r}")
+    if not _is_number(cfg.max_event_age_s) or not 60 <= cfg.max_event_age_s <= 6 * 3600:
+        raise _fail(n, "max_event_age_s", f"must be seconds from 60 to 21600, got "
+                    f"{cfg.max_event_age_s!r}")
+    validate_destination(n, "on_success", cfg.on_success)
+    validate_destination(n, "on_failure", cfg.on_failure)
     if cfg.kind == "queue":
         if cfg.queue is None:
             raise _fail(n, "queue", "must be set for a queue function")

@@ -79,6 +79,7 @@ class Supervisor:
         messaging = self.messaging = Messaging(broker, runtime.invoke)
         messaging.configure(runtime.configs)
         runtime.services["send"] = lambda payload: messaging.send(*payload)
+        runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
         await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)

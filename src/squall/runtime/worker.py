@@ -61,6 +61,9 @@ class _WorkerInvoker:
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
         return self.worker.call("send", [queue, messages])
 
+    def invoke_async(self, function: str, body: str) -> str:
+        return self.worker.call("invoke_async", [function, body])
+
 
 class NestedInvokeError(RuntimeError):
     """`app.invoke`/`app.send` from a function failed; carries the error type and message."""

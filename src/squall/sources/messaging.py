@@ -8,16 +8,22 @@ visible now (and those that become visible as a result), without waiting on time
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Any, Callable
 
 from ..backends.broker import MessageTooLarge, OutMessage, QueueBroker
 from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig
+from .events import EventConsumer
 from .queue import BatchOutcome, Invoke, QueueConsumer
 
 
 class UnknownQueue(LookupError):
+    pass
+
+
+class UnknownFunctionForAsync(LookupError):
     pass
 
 
@@ -30,23 +36,57 @@ class Messaging:
         self.clock = clock
         self.rand = rand
         self.consumers: dict[str, QueueConsumer] = {}
+        self.configs: dict[str, FunctionConfig] = {}
         self.running = False
 
     def configure(self, configs: dict[str, FunctionConfig]) -> None:
         """(Re)build consumers from the app's function configs (not started)."""
-        self.consumers = {
-            cfg.queue.queue: QueueConsumer(self.broker, self.invoke, cfg, clock=self.clock,
-                                           rand=self.rand)
-            for cfg in configs.values() if cfg.queue is not None
-        }
+        self.configs = dict(configs)
+        self.consumers = {}
+        for cfg in configs.values():
+            if cfg.queue is not None:
+                self.consumers[cfg.queue.queue] = QueueConsumer(
+                    self.broker, self.invoke, cfg, clock=self.clock, rand=self.rand)
+            elif cfg.kind == "function":
+                trigger = cfg.async_trigger()
+                self.consumers[trigger.queue] = EventConsumer(
+                    self.broker, self.invoke, cfg, trigger, self.deliver, clock=self.clock,
+                    rand=self.rand)
 
     def known_queues(self) -> dict[str, int]:
-        """Queue name -> message size limit, for every queue and dead-letter queue."""
+        """User queue name -> message size limit, for every queue and dead-letter queue."""
         out: dict[str, int] = {}
         for q, c in self.consumers.items():
+            if q.startswith("_"):
+                continue
             out[q] = c.trigger.max_message_bytes
             out[c.trigger.dead_letter_queue] = c.trigger.max_message_bytes
         return out
+
+    async def invoke_async(self, function: str, body: str) -> str:
+        """Queue an asynchronous invocation; returns its request id once durable."""
+        cfg = self.configs.get(function)
+        if cfg is None or cfg.kind != "function":
+            known = ", ".join(sorted(n for n, c in self.configs.items() if c.kind == "function"))
+            raise UnknownFunctionForAsync(
+                f"no function {function!r} to invoke asynchronously; candidates: "
+                f"{known or 'none'}")
+        data = body.encode()
+        if len(data) > DEFAULT_MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"_async.{function}", len(data), DEFAULT_MAX_MESSAGE_BYTES)
+        (mid,) = await self.broker.send(f"_async.{function}", [OutMessage(body=data)])
+        return mid
+
+    async def deliver(self, destination: str, record: dict[str, Any]) -> None:
+        """Send a destination record: `queue:NAME`, `function:NAME` (async), ..."""
+        kind, _, target = destination.partition(":")
+        body = json.dumps(record)
+        if kind == "queue":
+            await self.send(target, [{"body": body}])
+        elif kind == "function":
+            await self.invoke_async(target, body)
+        else:
+            raise UnknownQueue(f"destination {destination!r} is not available yet")
 
     async def start(self) -> None:
         self.running = True

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from ..backends.broker import BrokerError, Delivery, QueueBroker
-from ..config import FunctionConfig
+from ..config import FunctionConfig, QueueTrigger
 from ..observe import logs
 from ..types import InvocationResult
 
@@ -51,13 +51,15 @@ def batch_payload(queue: str, deliveries: list[Delivery]) -> str:
 
 class QueueConsumer:
     def __init__(self, broker: QueueBroker, invoke: Invoke, cfg: FunctionConfig, *,
+                 trigger: QueueTrigger | None = None,
                  clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random) -> None:
-        assert cfg.queue is not None
+        trigger = trigger or cfg.queue
+        assert trigger is not None
         self.broker = broker
         self.invoke = invoke
         self.cfg = cfg
-        self.trigger = cfg.queue
+        self.trigger = trigger
         self.clock = clock
         self.rand = rand
         self.visibility_s = self.trigger.visibility_for(cfg.timeout_s)

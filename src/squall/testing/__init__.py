@@ -136,8 +136,12 @@ class TestClient:
             self._invoker = runtime
             configs = runtime.configs
             runtime.services["send"] = lambda payload: self.messaging.send(*payload)
+            runtime.services["invoke_async"] = lambda p: self.messaging.invoke_async(*p)
         else:
-            services = {"send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs))}
+            services = {
+                "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
+                "invoke_async": lambda f, b: self._loop.run(self.messaging.invoke_async(f, b)),
+            }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
             configs = {f.name: f.config for f in self.app.functions.values()}
@@ -247,6 +251,11 @@ class TestClient:
             {"body": body, "delay_s": delay_s, "dedup_key": dedup_key,
              "attributes": attributes or {}}]))
         return mid
+
+    def invoke_async(self, function: str, data: Any = None) -> str:
+        """Queue an asynchronous invocation (run it with `drain()`); returns its id."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        return self._loop.run(self.messaging.invoke_async(function, jsonlib.dumps(data)))
 
     def drain(self) -> Any:
         """Run every queued message that is visible now, and whatever that causes, to

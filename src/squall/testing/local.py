@@ -137,6 +137,13 @@ class _Binding:
                                      "errorMessage": "queues are not available here"})
         return service(queue, messages)
 
+    def invoke_async(self, function: str, body: str) -> str:
+        service = self.invoker.services.get("invoke_async")
+        if service is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": "async invocation is not available here"})
+        return service(function, body)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,
