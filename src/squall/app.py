@@ -22,6 +22,7 @@ from .config import (
     QueueTrigger,
     RetryPolicy,
     Route,
+    RuleConfig,
     route_shape,
     validate_queue_name,
 )
@@ -52,6 +53,7 @@ _QUEUE_SETTINGS = (
     "max_message_bytes",
 )
 _APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Invoker(Protocol):
@@ -63,6 +65,8 @@ class Invoker(Protocol):
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]: ...
 
     def invoke_async(self, function: str, body: str) -> str: ...
+
+    def publish(self, entry_json: str) -> str: ...
 
 
 class NotRunning(RuntimeError):
@@ -130,6 +134,7 @@ class App:
         self.name = name
         self.max_body_bytes = max_body_bytes
         self.functions: dict[str, Function] = {}
+        self.rules: dict[str, RuleConfig] = {}
         caller = sys._getframe(1).f_globals
         self.module: str = caller.get("__name__", "")
         self.file: str | None = caller.get("__file__")
@@ -223,6 +228,89 @@ class App:
 
         return register
 
+    def on_event(
+        self,
+        *,
+        source: list[str] | str | None = None,
+        detail_type: list[str] | str | None = None,
+        detail: dict[str, Any] | None = None,
+        pattern: dict[str, Any] | None = None,
+        rule: str | None = None,
+        name: str | None = None,
+        format: str = "native",
+        input_path: str | None = None,
+        input_transformer: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Run the function for every bus event matching an EventBridge pattern (built from
+        source/detail_type/detail, or given whole as `pattern`). Delivery is asynchronous,
+        with the function's retries and destinations."""
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            if pattern is not None and (source or detail_type or detail):
+                raise ConfigError(f"function {fname!r}: give pattern= or source/detail_type/"
+                                  "detail, not both")
+            pat = dict(pattern) if pattern is not None else {}
+            if pattern is None:
+                for key, value in (("source", source), ("detail-type", detail_type)):
+                    if value is not None:
+                        pat[key] = [value] if isinstance(value, str) else list(value)
+                if detail is not None:
+                    pat["detail"] = detail
+            if not pat:
+                raise ConfigError(f"function {fname!r}: on_event needs a pattern (source=, "
+                                  "detail_type=, detail= or pattern=)")
+            checked = self._check_rule(rule or f"{fname}-rule", pat, (f"function:{fname}",),
+                                       input_path, input_transformer, owner=f"function {fname!r}")
+            self.function(name=fname, format=format, **settings)(handler)
+            self.rules[checked.name] = checked
+            return handler
+
+        return register
+
+    def rule(self, name: str, pattern: dict[str, Any], targets: list[str], *,
+             input_path: str | None = None, input_transformer: dict[str, Any] | None = None,
+             description: str = "") -> None:
+        """Declare a bus rule with several targets: 'function:NAME', 'queue:NAME'."""
+        if not targets:
+            raise ConfigError(f"rule {name!r}: needs at least one target")
+        for t in targets:
+            kind, _, target = t.partition(":") if isinstance(t, str) else ("", "", "")
+            if kind not in ("function", "queue") or not target:
+                raise ConfigError(f"rule {name!r}: target {t!r} must be 'function:NAME' or "
+                                  "'queue:NAME'")
+        checked = self._check_rule(name, pattern, tuple(targets), input_path, input_transformer,
+                                   owner=f"rule {name!r}", description=description)
+        self.rules[name] = checked
+
+    def _check_rule(self, rname: str, pattern: dict[str, Any], targets: tuple[str, ...],
+                    input_path: str | None, input_transformer: dict[str, Any] | None, *,
+                    owner: str, description: str = "") -> RuleConfig:
+        # events/patterns and events/bus are pure leaves (they import nothing of squall)
+        from .events import bus
+        from .events.patterns import InvalidPattern, compile_pattern
+
+        if not isinstance(rname, str) or not _RULE_NAME_RE.fullmatch(rname):
+            raise ConfigError(f"{owner}: rule name {rname!r} is invalid: use 1-64 letters, "
+                              "digits, '-', '_' or '.'")
+        if rname in self.rules:
+            raise ConfigError(f"{owner}: a rule named {rname!r} already exists; pass rule=")
+        try:
+            compile_pattern(pattern)
+        except InvalidPattern as exc:
+            raise ConfigError(f"{owner}: invalid event pattern: {exc}") from None
+        if input_path is not None and input_transformer is not None:
+            raise ConfigError(f"{owner}: give input_path or input_transformer, not both")
+        try:
+            if input_path is not None:
+                bus.validate_path(input_path)
+            if input_transformer is not None:
+                bus.validate_transformer(input_transformer)
+        except bus.InvalidTransform as exc:
+            raise ConfigError(f"{owner}: {exc}") from None
+        return RuleConfig(rname, pattern, targets, input_path, input_transformer, description)
+
     def _config(
         self, fname: str, kind: str, format: str, settings: dict[str, Any],
         routes: tuple[Route, ...], queue: QueueTrigger | None = None,
@@ -286,6 +374,7 @@ class App:
             "app": self.name,
             "max_body_bytes": self.max_body_bytes,
             "functions": [f.config.to_manifest() for f in self.functions.values()],
+            "rules": [r.to_manifest() for r in self.rules.values()],
         }
 
     # -- calling -------------------------------------------------------------------
@@ -298,6 +387,26 @@ class App:
                 "under squall.testing, or use `squall invoke APP FUNCTION`"
             )
         return self._invoker.invoke(function, data)
+
+    def publish(self, source: str, detail_type: str, detail: Any = None, *,
+                resources: list[str] | None = None) -> str:
+        """Put an event on the bus (EventBridge PutEvents): archived, matched against every
+        rule, delivered durably to each matching rule's targets. Returns the event id."""
+        if self._invoker is None:
+            raise NotRunning(
+                f"app {self.name!r} is not running here: call app.publish inside a function, "
+                "under squall.testing, or use `squall publish APP SOURCE DETAIL_TYPE`"
+            )
+        for what, value in (("source", source), ("detail_type", detail_type)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"app.publish: {what} must be a non-empty string")
+        try:
+            body = json.dumps({"source": source, "detail-type": detail_type,
+                               "detail": detail if detail is not None else {},
+                               "resources": list(resources or [])})
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the event detail is not JSON-serialisable: {exc}") from None
+        return self._invoker.publish(body)
 
     def invoke_async(self, function: str, data: Any = None) -> str:
         """Queue `function` to run with `data` (Lambda's Event invocation): durable when this

@@ -13,7 +13,7 @@ from typing import Any
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
-FUNCTION_FORMATS = ("native", "aws")
+FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled")
 QUEUE_FORMATS = ("native", "aws-sqs")
 KINDS = ("function", "http", "queue")
 
@@ -155,6 +155,29 @@ def validate_queue_trigger(fname: str, t: QueueTrigger, timeout_s: float) -> Non
     if not isinstance(t.max_message_bytes, int) or not 1 <= t.max_message_bytes <= 16 * 2**20:
         raise _fail(fname, "max_message_bytes",
                     f"must be a whole number from 1 to {16 * 2**20}, got {t.max_message_bytes!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """An event-bus rule: an EventBridge event pattern and where matching events go."""
+
+    name: str
+    pattern: dict[str, Any]
+    targets: tuple[str, ...]  # "function:NAME", "queue:NAME", "topic:NAME"
+    input_path: str | None = None
+    input_transformer: dict[str, Any] | None = None  # {"input_paths": {...}, "template": ...}
+    description: str = ""
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "pattern": self.pattern, "targets": list(self.targets),
+                "input_path": self.input_path, "input_transformer": self.input_transformer,
+                "description": self.description}
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> RuleConfig:
+        fields = dict(data)
+        fields["targets"] = tuple(fields.get("targets", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,9 +77,10 @@ class Supervisor:
         recorder.app = manifest["app"]
         recorder.start()
         messaging = self.messaging = Messaging(broker, runtime.invoke)
-        messaging.configure(runtime.configs)
+        messaging.configure(runtime.configs, runtime.rules)
         runtime.services["send"] = lambda payload: messaging.send(*payload)
         runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
+        runtime.services["publish"] = messaging.publish
         await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
@@ -140,7 +141,7 @@ class Supervisor:
                 continue
             self.manifest = manifest
             self.gateway.update(manifest)
-            await self.messaging.reconfigure(self.runtime.configs)
+            await self.messaging.reconfigure(self.runtime.configs, self.runtime.rules)
             logs.event("reloaded", files=files, generation=self.runtime.generation,
                        functions=len(manifest["functions"]))
             self.reloaded.set()

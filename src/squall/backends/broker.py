@@ -20,7 +20,7 @@ Timestamps are seconds since the epoch from the broker's clock (injectable for t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,17 @@ class QueueStats:
     @property
     def total(self) -> int:
         return self.visible + self.in_flight + self.delayed
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEvent:
+    """An event as the bus archived it (for replay)."""
+
+    event_id: str
+    time: float  # seconds since the epoch
+    source: str
+    detail_type: str
+    body: str  # the whole event, JSON
 
 
 class BrokerError(Exception):
@@ -106,5 +117,31 @@ class QueueBroker(Protocol):
     async def stats(self, queue: str) -> QueueStats: ...
 
     async def purge(self, queue: str) -> int: ...
+
+    async def send_many(self, batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        """Send to several queues in one atomic, durable write (fan-out)."""
+        ...
+
+    # -- the event bus's archive -----------------------------------------------------
+
+    async def publish(self, events: Sequence[ArchivedEvent],
+                      batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        """Archive events and enqueue their deliveries, atomically."""
+        ...
+
+    async def archived(self, start: float, end: float, *, limit: int = 1000,
+                       after: str | None = None) -> list[ArchivedEvent]:
+        """Archived events with start <= time < end, oldest first, paged by event id."""
+        ...
+
+    # -- schedules -------------------------------------------------------------------
+
+    async def fire_tick(self, schedule: str, tick: float, queue: str,
+                        message: OutMessage) -> bool:
+        """Enqueue a schedule's firing for `tick` unless a tick at or after it was already
+        fired: exactly one firing per tick, across restarts and nodes."""
+        ...
+
+    async def last_tick(self, schedule: str) -> float | None: ...
 
     async def close(self) -> None: ...

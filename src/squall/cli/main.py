@@ -325,9 +325,11 @@ def logs(
         out.print(f"[dim]{report}[/]")
 
 
-from .queues import dlq_cli, send  # noqa: E402  (they use load_manifest and fail)
+from .queues import dlq_cli, publish, replay, send  # noqa: E402  (they use load_manifest)
 
 cli.command()(send)
+cli.command()(publish)
+cli.command()(replay)
 cli.add_typer(dlq_cli, name="dlq")
 
 

@@ -285,3 +285,85 @@ def dlq_delete(
             await broker.close()
 
     sys.stdout.write(json.dumps({"deleted": asyncio.run(go())}) + "\n")
+
+
+def _messaging(configs: dict[str, FunctionConfig], manifest: dict[str, Any],
+               broker: Any) -> Messaging:
+    from ..config import RuleConfig
+
+    m = Messaging(broker, _no_invoke)
+    m.configure(configs, [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])])
+    return m
+
+
+def publish(
+    app: str = typer.Argument(..., help="The app (file or module:attr)."),
+    source: str = typer.Argument(..., help="The event's source, e.g. shop.orders."),
+    detail_type: str = typer.Argument(..., help="The event's detail-type, e.g. OrderCreated."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="The detail, as JSON."),
+    data_file: Optional[Path] = typer.Option(None, "--data-file", help="Read it from a file."),
+    data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
+) -> None:
+    """Put an event on the app's bus; matching rules deliver it (now, or when it runs)."""
+    from .main import _parse_data
+
+    detail = _parse_data(data, data_file)
+    manifest, configs = _load(app)
+
+    async def go() -> str:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        try:
+            return await _messaging(configs, manifest, broker).publish(json.dumps(
+                {"source": source, "detail-type": detail_type,
+                 "detail": detail if detail is not None else {}}))
+        finally:
+            await broker.close()
+
+    try:
+        event_id = asyncio.run(go())
+    except (MessageTooLarge, BrokerError) as exc:
+        raise _fail(str(exc)) from None
+    sys.stdout.write(json.dumps({"eventId": event_id}) + "\n")
+
+
+def _when(text: str, option: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{option} must be an ISO 8601 time like 2026-11-28T14:00:00Z, got "
+                    f"{text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def replay(
+    app: str = typer.Argument(..., help="The app (file or module:attr)."),
+    start: str = typer.Option(..., "--from", help="Replay events archived at or after this."),
+    end: str = typer.Option(..., "--to", help="... and before this (ISO 8601)."),
+    rule: Optional[str] = typer.Option(None, help="Only into this rule's targets."),
+    name: str = typer.Option("replay", help="Put in each replayed event as replay-name."),
+    data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
+) -> None:
+    """Deliver archived bus events from a time range again, in their original order."""
+    t0, t1 = _when(start, "--from"), _when(end, "--to")
+    if t1 <= t0:
+        raise _fail("--to must be after --from")
+    manifest, configs = _load(app)
+
+    async def go() -> int:
+        broker = open_broker(broker_url_for_data_dir(data_dir))
+        try:
+            with Console(stderr=True).status("[dim]replaying…[/]"):
+                return await _messaging(configs, manifest, broker).replay(t0, t1, rule=rule,
+                                                                          name=name)
+        finally:
+            await broker.close()
+
+    try:
+        n = asyncio.run(go())
+    except UnknownQueue as exc:
+        raise _fail(str(exc)) from None
+    sys.stdout.write(json.dumps({"replayed": n}) + "\n")

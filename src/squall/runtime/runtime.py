@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
-from ..config import FunctionConfig
+from ..config import FunctionConfig, RuleConfig
 from ..observe import logs
 from ..types import InvocationResult
 from . import protocol as P
@@ -81,6 +81,7 @@ class Runtime:
         self.configs = {
             f["name"]: FunctionConfig.from_manifest(f) for f in manifest["functions"]
         }
+        self.rules = [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])]
         self.pools = {
             name: FunctionPool(self, cfg, self.max_workers) for name, cfg in self.configs.items()
         }

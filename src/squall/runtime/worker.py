@@ -64,6 +64,9 @@ class _WorkerInvoker:
     def invoke_async(self, function: str, body: str) -> str:
         return self.worker.call("invoke_async", [function, body])
 
+    def publish(self, entry_json: str) -> str:
+        return self.worker.call("publish", entry_json)
+
 
 class NestedInvokeError(RuntimeError):
     """`app.invoke`/`app.send` from a function failed; carries the error type and message."""

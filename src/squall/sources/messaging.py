@@ -13,8 +13,10 @@ import random
 import time
 from typing import Any, Callable
 
-from ..backends.broker import MessageTooLarge, OutMessage, QueueBroker
-from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig
+from ..backends.broker import ArchivedEvent, MessageTooLarge, OutMessage, QueueBroker
+from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig, RuleConfig
+from ..events import bus
+from ..events.patterns import compile_pattern
 from .events import EventConsumer
 from .queue import BatchOutcome, Invoke, QueueConsumer
 
@@ -37,11 +39,14 @@ class Messaging:
         self.rand = rand
         self.consumers: dict[str, QueueConsumer] = {}
         self.configs: dict[str, FunctionConfig] = {}
+        self.rules: list[tuple[RuleConfig, Any]] = []
         self.running = False
 
-    def configure(self, configs: dict[str, FunctionConfig]) -> None:
-        """(Re)build consumers from the app's function configs (not started)."""
+    def configure(self, configs: dict[str, FunctionConfig],
+                  rules: list[RuleConfig] | None = None) -> None:
+        """(Re)build consumers and rules from the app's declarations (not started)."""
         self.configs = dict(configs)
+        self.rules = [(r, compile_pattern(r.pattern)) for r in rules or []]
         self.consumers = {}
         for cfg in configs.values():
             if cfg.queue is not None:
@@ -77,6 +82,69 @@ class Messaging:
         (mid,) = await self.broker.send(f"_async.{function}", [OutMessage(body=data)])
         return mid
 
+    # -- the event bus -------------------------------------------------------------
+
+    def _route(self, event: dict[str, Any], only_rule: str | None,
+               batches: dict[str, list[OutMessage]]) -> int:
+        """Add the deliveries of `event` to every matching rule's targets; count matches."""
+        matched = 0
+        for rule, pattern in self.rules:
+            if only_rule is not None and rule.name != only_rule:
+                continue
+            if not pattern.matches(event):
+                continue
+            matched += 1
+            payload = bus.transform(event, rule.name, input_path=rule.input_path,
+                                    transformer=rule.input_transformer)
+            body = json.dumps(payload).encode()
+            for target in rule.targets:
+                kind, _, name = target.partition(":")
+                queue = f"_async.{name}" if kind == "function" else name
+                batches.setdefault(queue, []).append(
+                    OutMessage(body=body, attributes={"rule": rule.name,
+                                                      "event_id": event["id"]}))
+        return matched
+
+    async def publish(self, entry_json: str) -> str:
+        """PutEvents for one entry: archive it and deliver it to every matching rule's
+        targets in one durable write. Returns the event id."""
+        entry = json.loads(entry_json)
+        event = bus.make_event(entry["source"], entry["detail-type"], entry.get("detail"),
+                               resources=entry.get("resources"))
+        body = json.dumps(event)
+        if len(body.encode()) > DEFAULT_MAX_MESSAGE_BYTES:
+            raise MessageTooLarge("bus", len(body.encode()), DEFAULT_MAX_MESSAGE_BYTES)
+        batches: dict[str, list[OutMessage]] = {}
+        self._route(event, None, batches)
+        archived = ArchivedEvent(event["id"], self.clock(), event["source"],
+                                 event["detail-type"], body)
+        await self.broker.publish([archived], batches)
+        return event["id"]
+
+    async def replay(self, start: float, end: float, *, rule: str | None = None,
+                     name: str = "replay", limit: int = 100_000) -> int:
+        """Deliver archived events from [start, end) again, in order, to the matching rules'
+        targets (only `rule`'s if given). Replayed events carry `replay-name`."""
+        if rule is not None and rule not in {r.name for r, _ in self.rules}:
+            known = ", ".join(r.name for r, _ in self.rules) or "none"
+            raise UnknownQueue(f"no rule named {rule!r}; the rules are: {known}")
+        done, after = 0, None
+        while done < limit:
+            page = await self.broker.archived(start, end, limit=min(500, limit - done),
+                                              after=after)
+            if not page:
+                break
+            batches: dict[str, list[OutMessage]] = {}
+            for item in page:
+                event = json.loads(item.body)
+                event["replay-name"] = name
+                self._route(event, rule, batches)
+            if batches:
+                await self.broker.send_many(batches)
+            done += len(page)
+            after = page[-1].event_id
+        return done
+
     async def deliver(self, destination: str, record: dict[str, Any]) -> None:
         """Send a destination record: `queue:NAME`, `function:NAME` (async), ..."""
         kind, _, target = destination.partition(":")
@@ -85,6 +153,13 @@ class Messaging:
             await self.send(target, [{"body": body}])
         elif kind == "function":
             await self.invoke_async(target, body)
+        elif kind == "bus":
+            condition = record.get("requestContext", {}).get("condition")
+            outcome = "Success" if condition == "Success" else "Failure"
+            await self.publish(json.dumps({
+                "source": "squall.lambda",
+                "detail-type": f"Lambda Function Invocation Result - {outcome}",
+                "detail": record}))
         else:
             raise UnknownQueue(f"destination {destination!r} is not available yet")
 
@@ -97,10 +172,11 @@ class Messaging:
         self.running = False
         await asyncio.gather(*(c.stop() for c in self.consumers.values()))
 
-    async def reconfigure(self, configs: dict[str, FunctionConfig]) -> None:
+    async def reconfigure(self, configs: dict[str, FunctionConfig],
+                          rules: list[RuleConfig] | None = None) -> None:
         was_running = self.running
         await self.stop()
-        self.configure(configs)
+        self.configure(configs, rules)
         if was_running:
             await self.start()
 

@@ -38,6 +38,7 @@ from urllib.parse import urlencode
 
 from ..app import App
 from ..backends.sqlite.broker import SqliteBroker
+from ..config import RuleConfig
 from ..gateway.asgi import Gateway
 from ..sources.messaging import Messaging
 from ..types import InvocationResult
@@ -137,17 +138,20 @@ class TestClient:
             configs = runtime.configs
             runtime.services["send"] = lambda payload: self.messaging.send(*payload)
             runtime.services["invoke_async"] = lambda p: self.messaging.invoke_async(*p)
+            runtime.services["publish"] = lambda entry: self.messaging.publish(entry)
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
                 "invoke_async": lambda f, b: self._loop.run(self.messaging.invoke_async(f, b)),
+                "publish": lambda e: self._loop.run(self.messaging.publish(e)),
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
             configs = {f.name: f.config for f in self.app.functions.values()}
         self.messaging = Messaging(self.broker, self._invoker.invoke, clock=self.clock,
                                    rand=self._rand)
-        self.messaging.configure(configs)
+        self.messaging.configure(configs, [RuleConfig.from_manifest(r)
+                                           for r in manifest.get("rules", [])])
         self.manifest = manifest
         self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
 
@@ -256,6 +260,18 @@ class TestClient:
         """Queue an asynchronous invocation (run it with `drain()`); returns its id."""
         assert self._loop is not None, "use `with TestClient(...)`"
         return self._loop.run(self.messaging.invoke_async(function, jsonlib.dumps(data)))
+
+    def publish(self, source: str, detail_type: str, detail: Any = None) -> str:
+        """Put an event on the bus (as `app.publish` would); run deliveries with `drain()`."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        entry = jsonlib.dumps({"source": source, "detail-type": detail_type,
+                               "detail": detail if detail is not None else {}})
+        return self._loop.run(self.messaging.publish(entry))
+
+    def replay(self, start: float, end: float, *, rule: str | None = None) -> int:
+        """Replay archived bus events from [start, end) (epoch seconds of the clock)."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        return self._loop.run(self.messaging.replay(start, end, rule=rule))
 
     def drain(self) -> Any:
         """Run every queued message that is visible now, and whatever that causes, to

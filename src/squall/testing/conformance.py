@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from ..backends.broker import MessageTooLarge, OutMessage, QueueBroker
+from ..backends.broker import ArchivedEvent, MessageTooLarge, OutMessage, QueueBroker
 
 
 class FakeClock:
@@ -313,5 +313,59 @@ class BrokerConformance:
             got = await b2.receive("q", 10)
             assert sorted(x.message_id for x in got) == sorted(ids)
             assert await b2.ack("q", [d.receipt]) == [False]  # stale after redelivery
+        finally:
+            await b2.close()
+
+    @async_test
+    async def test_send_many_is_one_atomic_fan_out(self, open_broker: Any,
+                                                   clock: FakeClock) -> None:
+        b = await open_broker(clock, max_message_bytes=100)
+        try:
+            ids = await b.send_many({"a": [msg("1"), msg("2")], "b": [msg("3")], "c": []})
+            assert len(ids["a"]) == 2 and len(ids["b"]) == 1
+            assert (await b.stats("a")).visible == 2 and (await b.stats("b")).visible == 1
+            with pytest.raises(MessageTooLarge):
+                await b.send_many({"a": [msg("4")], "b": [OutMessage(body=b"x" * 101)]})
+            assert (await b.stats("a")).visible == 2  # nothing of the failed fan-out landed
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_publish_archives_and_enqueues_and_replays_by_time(
+            self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            events = [ArchivedEvent(f"e{i}", 1000.0 + i, "shop", "OrderCreated", f'{{"n": {i}}}')
+                      for i in range(10)]
+            out = await b.publish(events[:5], {"t1": [msg("x")]})
+            assert len(out["t1"]) == 1
+            await b.publish(events[5:], {})
+            await b.publish(events[:1], {})  # an event id is archived once
+            window = await b.archived(1002.0, 1007.0)
+            assert [e.event_id for e in window] == ["e2", "e3", "e4", "e5", "e6"]
+            page1 = await b.archived(0, 2000, limit=4)
+            page2 = await b.archived(0, 2000, limit=4, after=page1[-1].event_id)
+            assert [e.event_id for e in page1 + page2] == [f"e{i}" for i in range(8)]
+            assert page1[0].body == '{"n": 0}' and page1[0].detail_type == "OrderCreated"
+        finally:
+            await b.close()
+
+    @async_test
+    async def test_a_schedule_tick_fires_exactly_once(self, open_broker: Any,
+                                                      clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            assert await b.last_tick("every-minute") is None
+            assert await b.fire_tick("every-minute", 60.0, "_sched", msg("t60"))
+            assert not await b.fire_tick("every-minute", 60.0, "_sched", msg("t60 again"))
+            assert not await b.fire_tick("every-minute", 0.0, "_sched", msg("older"))
+            assert await b.fire_tick("every-minute", 120.0, "_sched", msg("t120"))
+            assert await b.last_tick("every-minute") == 120.0
+            assert [d.body for d in await b.receive("_sched", 10)] == [b"t60", b"t120"]
+        finally:
+            await b.close()
+        b2 = await open_broker(clock)
+        try:  # the fired tick survives a restart
+            assert not await b2.fire_tick("every-minute", 120.0, "_sched", msg("after restart"))
         finally:
             await b2.close()

@@ -144,6 +144,13 @@ class _Binding:
                                      "errorMessage": "async invocation is not available here"})
         return service(function, body)
 
+    def publish(self, entry_json: str) -> str:
+        service = self.invoker.services.get("publish")
+        if service is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": "the event bus is not available here"})
+        return service(entry_json)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,

@@ -26,9 +26,16 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from ..broker import BrokerError, Delivery, MessageTooLarge, OutMessage, QueueStats
+from ..broker import (
+    ArchivedEvent,
+    BrokerError,
+    Delivery,
+    MessageTooLarge,
+    OutMessage,
+    QueueStats,
+)
 
 EXTERNAL_CHECK_S = 0.1
 MAX_GROUP = 1024
@@ -60,6 +67,19 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (queue, key)
 );
 CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at);
+CREATE TABLE IF NOT EXISTS archive (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    detail_type TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_by_time ON archive(time, seq);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    schedule TEXT PRIMARY KEY,
+    last_tick REAL NOT NULL
+);
 """
 
 _DELIVERY_COLS = ("seq, id, queue, body, attributes, trace, sent_at, receive_count, receipt, "
@@ -219,6 +239,51 @@ class SqliteBroker:
         touched.add(queue)
         return ids
 
+    def _op_send_many(self, db: sqlite3.Connection, touched: set[str],
+                      batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        return {q: self._op_send(db, touched, q, msgs) for q, msgs in batches.items() if msgs}
+
+    def _op_publish(self, db: sqlite3.Connection, touched: set[str],
+                    events: Sequence[ArchivedEvent],
+                    batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        db.executemany(
+            "INSERT OR IGNORE INTO archive (event_id, time, source, detail_type, body) "
+            "VALUES (?,?,?,?,?)",
+            [(e.event_id, e.time, e.source, e.detail_type, e.body) for e in events])
+        return self._op_send_many(db, touched, batches)
+
+    def _op_archived(self, db: sqlite3.Connection, touched: set[str], start: float, end: float,
+                     limit: int, after: str | None) -> list[ArchivedEvent]:
+        after_key: tuple[float, int] = (start, 0)
+        if after is not None:
+            row = db.execute("SELECT time, seq FROM archive WHERE event_id = ?", (after,)).fetchone()
+            if row is not None:
+                after_key = (row[0], row[1])
+        rows = db.execute(
+            "SELECT event_id, time, source, detail_type, body FROM archive "
+            "WHERE time >= ? AND time < ? AND (time > ? OR (time = ? AND seq > ?)) "
+            "ORDER BY time, seq LIMIT ?",
+            (start, end, after_key[0], after_key[0], after_key[1], limit)).fetchall()
+        return [ArchivedEvent(*r) for r in rows]
+
+    def _op_fire_tick(self, db: sqlite3.Connection, touched: set[str], schedule: str,
+                      tick: float, queue: str, message: OutMessage) -> bool:
+        row = db.execute("SELECT last_tick FROM schedule_ticks WHERE schedule = ?",
+                         (schedule,)).fetchone()
+        if row is not None and row[0] >= tick:
+            return False
+        db.execute("INSERT INTO schedule_ticks (schedule, last_tick) VALUES (?, ?) "
+                   "ON CONFLICT(schedule) DO UPDATE SET last_tick = excluded.last_tick",
+                   (schedule, tick))
+        self._op_send(db, touched, queue, [message])
+        return True
+
+    def _op_last_tick(self, db: sqlite3.Connection, touched: set[str],
+                      schedule: str) -> float | None:
+        row = db.execute("SELECT last_tick FROM schedule_ticks WHERE schedule = ?",
+                         (schedule,)).fetchone()
+        return row[0] if row else None
+
     def _op_receive(self, db: sqlite3.Connection, touched: set[str], queue: str, limit: int,
                     vt: float) -> tuple[list[Delivery], float | None]:
         now = self.clock()
@@ -356,6 +421,29 @@ class SqliteBroker:
             if len(m.body) > self.max_message_bytes:
                 raise MessageTooLarge(queue, len(m.body), self.max_message_bytes)
         return await self._run(self._op_send, queue, list(messages))
+
+    async def send_many(self, batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        for q, msgs in batches.items():
+            for m in msgs:
+                if len(m.body) > self.max_message_bytes:
+                    raise MessageTooLarge(q, len(m.body), self.max_message_bytes)
+        return await self._run(self._op_send_many, {q: list(m) for q, m in batches.items()})
+
+    async def publish(self, events: Sequence[ArchivedEvent],
+                      batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
+        return await self._run(self._op_publish, list(events),
+                               {q: list(m) for q, m in batches.items()})
+
+    async def archived(self, start: float, end: float, *, limit: int = 1000,
+                       after: str | None = None) -> list[ArchivedEvent]:
+        return await self._run(self._op_archived, start, end, limit, after)
+
+    async def fire_tick(self, schedule: str, tick: float, queue: str,
+                        message: OutMessage) -> bool:
+        return await self._run(self._op_fire_tick, schedule, tick, queue, message)
+
+    async def last_tick(self, schedule: str) -> float | None:
+        return await self._run(self._op_last_tick, schedule)
 
     async def receive(self, queue: str, max_messages: int = 1, *,
                       visibility_timeout_s: float = 30.0, wait_s: float = 0.0) -> list[Delivery]:
