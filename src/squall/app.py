@@ -23,6 +23,7 @@ from .config import (
     RetryPolicy,
     Route,
     RuleConfig,
+    ScheduleTrigger,
     route_shape,
     validate_queue_name,
 )
@@ -228,6 +229,39 @@ class App:
 
         return register
 
+    def schedule(
+        self,
+        expression: str,
+        *,
+        timezone: str = "UTC",
+        missed: str = "skip",
+        name: str | None = None,
+        format: str = "native",
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on a schedule: `rate(5 minutes)`, `cron(0 12 * * ? *)` (AWS, 6
+        fields) or `*/5 * * * *` (classic). Exactly one firing per tick; the event is AWS's
+        Scheduled Event. `missed` says what to do with ticks missed while not running:
+        "skip" (default), "fire_once" or "catch_up"."""
+        from .events.schedule import InvalidSchedule, parse_schedule  # a pure leaf
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            try:
+                parse_schedule(expression, timezone)
+            except InvalidSchedule as exc:
+                raise ConfigError(f"function {fname!r}: schedule {expression!r}: "
+                                  f"{exc.reason or exc.message}") from None
+            if missed not in ("skip", "fire_once", "catch_up"):
+                raise ConfigError(f"function {fname!r}: missed must be 'skip', 'fire_once' or "
+                                  f"'catch_up', got {missed!r}")
+            trigger = ScheduleTrigger(expression, timezone, missed)
+            cfg = self._config(fname, "function", format, settings, (), schedule=trigger)
+            self._add(fname, cfg, handler)
+            return handler
+
+        return register
+
     def on_event(
         self,
         *,
@@ -314,6 +348,7 @@ class App:
     def _config(
         self, fname: str, kind: str, format: str, settings: dict[str, Any],
         routes: tuple[Route, ...], queue: QueueTrigger | None = None,
+        schedule: ScheduleTrigger | None = None,
     ) -> FunctionConfig:
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
@@ -326,7 +361,7 @@ class App:
             raise ConfigError(f"function {fname!r}: environment must be a dict of str to str")
         try:
             return FunctionConfig(name=fname, kind=kind, format=format, routes=routes,
-                                  queue=queue, **settings)
+                                  queue=queue, schedule=schedule, **settings)
         except TypeError as exc:  # pragma: no cover - guarded by the check above
             raise ConfigError(f"function {fname!r}: {exc}") from None
 

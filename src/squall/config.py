@@ -158,6 +158,18 @@ def validate_queue_trigger(fname: str, t: QueueTrigger, timeout_s: float) -> Non
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleTrigger:
+    """When a scheduled function fires: `rate(…)`, AWS `cron(…)` or 5-field cron."""
+
+    expression: str
+    timezone: str = "UTC"
+    missed: str = "skip"  # after downtime: skip | fire_once | catch_up
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"expression": self.expression, "timezone": self.timezone, "missed": self.missed}
+
+
+@dataclass(frozen=True, slots=True)
 class RuleConfig:
     """An event-bus rule: an EventBridge event pattern and where matching events go."""
 
@@ -202,6 +214,7 @@ class FunctionConfig:
     max_event_age_s: float = 6 * 3600.0
     on_success: str | None = None
     on_failure: str | None = None
+    schedule: ScheduleTrigger | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -225,6 +238,7 @@ class FunctionConfig:
             "max_event_age_s": self.max_event_age_s,
             "on_success": self.on_success,
             "on_failure": self.on_failure,
+            "schedule": self.schedule.to_manifest() if self.schedule else None,
         }
 
     def async_trigger(self) -> QueueTrigger:
@@ -242,6 +256,8 @@ class FunctionConfig:
         fields["routes"] = tuple(Route(m, p) for m, p in fields.get("routes", ()))
         if fields.get("queue"):
             fields["queue"] = QueueTrigger.from_manifest(fields["queue"])
+        if fields.get("schedule"):
+            fields["schedule"] = ScheduleTrigger(**fields["schedule"])
         return cls(**fields)
 
 

@@ -325,9 +325,10 @@ def logs(
         out.print(f"[dim]{report}[/]")
 
 
-from .queues import dlq_cli, publish, replay, send  # noqa: E402  (they use load_manifest)
+from .queues import dlq_cli, publish, replay, schedules, send  # noqa: E402
 
 cli.command()(send)
+cli.command()(schedules)
 cli.command()(publish)
 cli.command()(replay)
 cli.add_typer(dlq_cli, name="dlq")

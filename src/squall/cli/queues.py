@@ -367,3 +367,35 @@ def replay(
     except UnknownQueue as exc:
         raise _fail(str(exc)) from None
     sys.stdout.write(json.dumps({"replayed": n}) + "\n")
+
+
+def schedules(
+    app: str = typer.Argument(..., help="The app (file or module:attr)."),
+    count: int = typer.Option(3, min=1, max=100, help="How many next firings to show."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per schedule."),
+) -> None:
+    """Show each schedule and when it fires next."""
+    from ..sources.scheduler import ScheduledFunction
+
+    _, configs = _load(app)
+    now = time.time()
+    rows = []
+    for cfg in configs.values():
+        if cfg.schedule is None:
+            continue
+        sf = ScheduledFunction(cfg)
+        nxt = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in sf.next_firings(now, count)]
+        rows.append({"function": cfg.name, "expression": cfg.schedule.expression,
+                     "timezone": cfg.schedule.timezone, "missed": cfg.schedule.missed,
+                     "next": nxt})
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps(r) + "\n")
+        return
+    table = Table(title=f"{len(rows)} schedule(s)")
+    for col in ("function", "expression", "timezone", "missed", "next firings (UTC)"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["function"], r["expression"], r["timezone"], r["missed"],
+                      "\n".join(r["next"]))
+    Console().print(table)

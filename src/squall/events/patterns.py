@@ -63,10 +63,8 @@ def _is_num(v: Any) -> bool:
     return type(v) is int or type(v) is float       # bool is not a number here
 
 
-def _text(v: Any) -> str:
-    """How a JSON token reads in event-ruler's messages."""
-    kinds = {list: "[", dict: "{", str: v}
-    return "]" if v is _ABSENT else kinds.get(type(v)) or json.dumps(v)
+def _text(v: Any) -> str:           # how a (non-string) JSON token reads in event-ruler
+    return "]" if v is _ABSENT else {list: "[", dict: "{"}.get(type(v)) or json.dumps(v)
 
 
 def _comparable(v: int | float) -> bool:
@@ -77,10 +75,9 @@ def _comparable(v: int | float) -> bool:
 
 
 def _pattern_number(v: int | float) -> int | float:
-    if not -_NUM_LIMIT <= v <= _NUM_LIMIT:
-        raise InvalidPattern("Value must be between -5.0E9 and 5.0E9, inclusive")
     if not _comparable(v):
-        raise InvalidPattern("Only values upto 6 decimals are supported")
+        raise InvalidPattern("Only values upto 6 decimals are supported" if abs(v) <= _NUM_LIMIT
+                             else "Value must be between -5.0E9 and 5.0E9, inclusive")
     return v
 
 
@@ -89,18 +86,14 @@ def _ip(s: str) -> tuple[int, int] | None:
     if _IPV4.fullmatch(s):
         a, b, c, d = (int(p) for p in s.split("."))
         return (4, a << 24 | b << 16 | c << 8 | d) if max(a, b, c, d) < 256 else None
-    if _IPV6.fullmatch(s):
-        try:
-            return 6, int(ipaddress.IPv6Address(s))
-        except ValueError:
-            return None
-    return None
+    try:
+        return (6, int(ipaddress.IPv6Address(s))) if _IPV6.fullmatch(s) else None
+    except ValueError:
+        return None
 
 
 def _cidr(spec: str) -> Test:
-    parts = spec.split("/")
-    while len(parts) > 1 and not parts[-1]:         # as Java's split drops trailing empties
-        parts.pop()
+    parts = spec.rstrip("/").split("/")         # as Java's split, without trailing empties
     if len(parts) != 2:
         raise InvalidPattern("Malformed CIDR, one '/' required")
     if not re.fullmatch(r"[+-]?[0-9]+", parts[1]):
@@ -140,7 +133,7 @@ def _ignore_case(kind: str, p: str) -> Test:
 
 def _wildcard_tokens(raw: str) -> list[int]:
     """UTF-8 bytes of the quoted value, `*` as _STAR; errors worded (and placed) as AWS's."""
-    data, out, i = ('"' + raw + '"').encode(), [], 0
+    data, out, i = ('"' + raw + '"').encode("utf-8", "surrogatepass"), [], 0
     while i < len(data):
         if data[i] == 42:
             if data[i + 1] == 42:
@@ -161,14 +154,13 @@ def _wildcard(raw: str) -> Test:
     """Segments between stars, found by leftmost search: linear time, no backtracking."""
     toks = _wildcard_tokens(raw)[1:-1]
     cuts = [i for i, t in enumerate(toks) if t == _STAR]
-    segs = [bytes(toks[a + 1:b]).decode() for a, b in zip([-1, *cuts], [*cuts, len(toks)])]
+    segs = [bytes(toks[a + 1:b]).decode("utf-8", "surrogatepass")
+            for a, b in zip([-1, *cuts], [*cuts, len(toks)])]
     first, last, middle, need = segs[0], segs[-1], segs[1:-1], sum(map(len, segs))
 
     def test(v: Any) -> bool:
-        if type(v) is not str:
-            return False
-        if len(segs) == 1:
-            return v == first
+        if type(v) is not str or len(segs) == 1:
+            return v == first and type(v) is str
         if len(v) < need or not v.startswith(first) or not v.endswith(last):
             return False
         pos, end = len(first), len(v) - len(last)
@@ -182,14 +174,13 @@ def _wildcard(raw: str) -> Test:
 
 
 class _State:
+    """A byte-machine state: `lit` byte -> next states, `loop` states taken on any byte,
+    `weight` the wildcard terms reachable, `trie`/`star` its shared successors."""
+
     __slots__ = ("lit", "loop", "weight", "trie", "star")
 
     def __init__(self) -> None:
-        self.lit: dict[int, list[_State]] = {}      # byte -> next states
-        self.loop: list[_State] = []                # states reached on any byte
-        self.weight: set[int] = set()               # wildcard terms reachable through here
-        self.trie: dict[int, _State] = {}           # shared literal prefix
-        self.star: _State | None = None             # shared first star after that prefix
+        self.lit, self.loop, self.weight, self.trie, self.star = {}, [], set(), {}, None
 
 
 def _too_complex(terms: list[list[str]]) -> bool:
@@ -226,12 +217,11 @@ def _too_complex(terms: list[list[str]]) -> bool:
                         prev.lit.setdefault(t, []).append(nxt)
                 nxt.weight.add(term)
                 prev, cur = cur, nxt
-    alphabet = {-1} | {t for raws in terms for raw in raws for t in _wildcard_tokens(raw)}
     seen: set[frozenset[_State]] = set()
     todo = [frozenset((start,))]
     while todo:
         live = todo.pop()
-        for b in alphabet:
+        for b in {-1}.union(*(s.lit for s in live)):      # -1: any byte with no edge here
             nxt_set = frozenset(n for s in live for n in (*s.loop, *s.lit.get(b, ())))
             if not nxt_set or nxt_set in seen:
                 continue
@@ -246,18 +236,14 @@ def _too_complex(terms: list[list[str]]) -> bool:
 
 # -- compiling ------------------------------------------------------------------------------
 
-def _string_test(kind: str, value: str) -> Test:
-    if kind == "prefix":
-        return lambda v: type(v) is str and v.startswith(value)
-    if kind == "suffix":
-        return lambda v: type(v) is str and v.endswith(value)
-    if kind == "wildcard":
-        return _wildcard(value)
-    if kind == "cidr":
-        return _cidr(value)
-    if kind == "exactly":
-        return lambda v: v == value and type(v) is str
-    return _ignore_case(kind, value)        # "equals", "prefix-ci", "suffix-ci"
+_STRING_TESTS: dict[str, Callable[[str], Test]] = {
+    "prefix": lambda s: lambda v: type(v) is str and v.startswith(s),
+    "suffix": lambda s: lambda v: type(v) is str and v.endswith(s),
+    "equals-ignore-case": lambda s: _ignore_case("equals", s),
+    "wildcard": _wildcard,
+    "exactly": lambda s: lambda v: v == s and type(v) is str,
+    "cidr": _cidr,
+}
 
 
 def _anything_but(spec: Any, wildcards: list[list[str]]) -> Test:
@@ -270,7 +256,8 @@ def _anything_but(spec: Any, wildcards: list[list[str]]) -> Test:
             raise InvalidPattern(f"Unsupported anything-but pattern: {kind}")
         spec = spec[kind]
     if not (isinstance(spec, (list, str)) or _is_num(spec)):
-        raise InvalidPattern("Value of anything-but must be an array or single string/number value.")
+        raise InvalidPattern("Value of anything-but must be an array or single string/number "
+                             "value.")
     values = spec if isinstance(spec, list) else [spec]
     if kind is None:
         if not all(isinstance(v, str) or _is_num(v) for v in values):
@@ -298,7 +285,7 @@ def _anything_but(spec: Any, wildcards: list[list[str]]) -> Test:
         raise InvalidPattern("Too many elements in numeric expression")
     if kind == "wildcard":
         wildcards.append(values)
-    tests = [_string_test("equals" if kind == "equals-ignore-case" else kind, v) for v in values]
+    tests = [_STRING_TESTS[kind](v) for v in values]
     return lambda v: not any(t(v) for t in tests)
 
 
@@ -369,11 +356,11 @@ def _expression(expr: dict, wildcards: list[list[str]]) -> Test | object:
         if len(spec) > 1:
             raise InvalidPattern(one_key)
         test = _ignore_case(name, spec[op])
-    elif name in ("prefix", "suffix", "equals-ignore-case", "wildcard", "exactly", "cidr"):
+    elif name in _STRING_TESTS:
         if not isinstance(spec, str):
             noun = {"cidr": "prefix", "exactly": "exact"}.get(name, name)
             raise InvalidPattern(f"{noun} match pattern must be a string")
-        test = _string_test("equals" if name == "equals-ignore-case" else name, spec)
+        test = _STRING_TESTS[name](spec)
         if name == "wildcard":
             wildcards.append([spec])
     else:
@@ -418,6 +405,8 @@ Branch = dict[tuple[str, ...], tuple[Test | None, bool]]
 
 
 class _Compiler:
+    """Walks a pattern into branches (path -> leaf); `$or` forks the branches so far."""
+
     def __init__(self, or_operator: bool) -> None:
         self.or_operator = or_operator
         self.wildcards: dict[tuple[str, ...], list[list[str]]] = {}
@@ -430,7 +419,8 @@ class _Compiler:
                 branches = self.alternatives(value, prefix, branches)
                 continue
             if in_or and key in _RESERVED_IN_OR:
-                raise _OrShape(f"{key} is Ruler reserved fieldName which cannot be used inside $or.")
+                raise _OrShape(f"{key} is Ruler reserved fieldName which cannot be used inside "
+                               "$or.")
             path = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(value, dict):
                 branches = self.object(value, path, branches, in_or)
@@ -486,18 +476,11 @@ class _Node:
     __slots__ = ("values", "kids", "arrays")
 
     def __init__(self) -> None:
-        self.values: list[Any] = []
-        self.kids: dict[str, _Node] = {}
-        self.arrays: list[list[_Node]] = []
+        self.values, self.kids, self.arrays = [], {}, []
 
 
 def _has_object(items: list) -> bool:
     return any(isinstance(x, dict) or (isinstance(x, list) and _has_object(x)) for x in items)
-
-
-def _leaves(items: list, out: list) -> None:
-    for x in items:
-        _leaves(x, out) if isinstance(x, list) else out.append(x)
 
 
 def _add(node: _Node, value: Any, trie: dict) -> None:
@@ -520,7 +503,8 @@ def _add(node: _Node, value: Any, trie: dict) -> None:
         for elem, item in zip(node.arrays[-1], value):
             _add(elem, item, trie)
     else:       # leaves alone bind no other field to their element: no index to keep
-        _leaves(value, node.values)
+        for item in value:
+            _add(node, item, trie)
 
 
 def _direct(node: _Node, g: _Group) -> bool:

@@ -18,6 +18,7 @@ from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig, RuleConfig
 from ..events import bus
 from ..events.patterns import compile_pattern
 from .events import EventConsumer
+from .scheduler import Scheduler
 from .queue import BatchOutcome, Invoke, QueueConsumer
 
 
@@ -40,6 +41,7 @@ class Messaging:
         self.consumers: dict[str, QueueConsumer] = {}
         self.configs: dict[str, FunctionConfig] = {}
         self.rules: list[tuple[RuleConfig, Any]] = []
+        self.scheduler = Scheduler(broker, {}, clock=clock)
         self.running = False
 
     def configure(self, configs: dict[str, FunctionConfig],
@@ -47,6 +49,7 @@ class Messaging:
         """(Re)build consumers and rules from the app's declarations (not started)."""
         self.configs = dict(configs)
         self.rules = [(r, compile_pattern(r.pattern)) for r in rules or []]
+        self.scheduler = Scheduler(self.broker, self.configs, clock=self.clock)
         self.consumers = {}
         for cfg in configs.values():
             if cfg.queue is not None:
@@ -167,9 +170,11 @@ class Messaging:
         self.running = True
         for c in self.consumers.values():
             c.start()
+        self.scheduler.start()
 
     async def stop(self) -> None:
         self.running = False
+        await self.scheduler.stop()
         await asyncio.gather(*(c.stop() for c in self.consumers.values()))
 
     async def reconfigure(self, configs: dict[str, FunctionConfig],
@@ -199,6 +204,7 @@ class Messaging:
     async def drain(self, max_rounds: int = 1000) -> BatchOutcome:
         """Process everything visible now, round after round, until the queues are quiet."""
         total = BatchOutcome()
+        await self.scheduler.fire_due()
         for _ in range(max_rounds):
             work = False
             for c in self.consumers.values():
