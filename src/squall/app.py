@@ -24,6 +24,7 @@ from .config import (
     Route,
     RuleConfig,
     ScheduleTrigger,
+    Subscription,
     route_shape,
     validate_queue_name,
 )
@@ -68,6 +69,8 @@ class Invoker(Protocol):
     def invoke_async(self, function: str, body: str) -> str: ...
 
     def publish(self, entry_json: str) -> str: ...
+
+    def notify(self, message_json: str) -> str: ...
 
 
 class NotRunning(RuntimeError):
@@ -136,6 +139,7 @@ class App:
         self.max_body_bytes = max_body_bytes
         self.functions: dict[str, Function] = {}
         self.rules: dict[str, RuleConfig] = {}
+        self.subscriptions: list[Subscription] = []
         caller = sys._getframe(1).f_globals
         self.module: str = caller.get("__name__", "")
         self.file: str | None = caller.get("__file__")
@@ -261,6 +265,76 @@ class App:
             return handler
 
         return register
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        filter_policy: dict[str, Any] | None = None,
+        filter_scope: str = "MessageAttributes",
+        name: str | None = None,
+        format: str = "native",
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Run the function for every message published to `topic` (with `app.notify`)
+        that passes the SNS filter policy. Delivery is asynchronous: retries, destinations.
+        Native handlers get `{"topic", "message_id", "message", "subject", "attributes",
+        "timestamp"}`; `format="aws-sns"` gets SNS's Lambda event."""
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            sub = self._check_subscription(f"function {fname!r}", topic, f"function:{fname}",
+                                           filter_policy, filter_scope, False)
+            self.function(name=fname, format=format, **settings)(handler)
+            self.subscriptions.append(sub)
+            return handler
+
+        return register
+
+    def subscribe_queue(self, topic: str, queue: str, *,
+                        filter_policy: dict[str, Any] | None = None,
+                        filter_scope: str = "MessageAttributes", raw: bool = False) -> None:
+        """Fan `topic` out into one of the app's queues (SNS -> SQS); `raw=True` delivers the
+        bare message instead of the SNS envelope."""
+        validate_queue_name(f"topic {topic!r} subscription", queue)
+        self.subscriptions.append(self._check_subscription(
+            f"topic {topic!r} subscription", topic, f"queue:{queue}", filter_policy,
+            filter_scope, raw))
+
+    def _check_subscription(self, owner: str, topic: str, target: str,
+                            filter_policy: dict[str, Any] | None, filter_scope: str,
+                            raw: bool) -> Subscription:
+        from .events.patterns import InvalidPattern, compile_pattern  # a pure leaf
+
+        validate_queue_name(owner, topic)
+        if filter_scope not in ("MessageAttributes", "MessageBody"):
+            raise ConfigError(f"{owner}: filter_scope must be 'MessageAttributes' or "
+                              f"'MessageBody', got {filter_scope!r}")
+        if filter_policy is not None:
+            try:
+                compile_pattern(filter_policy)
+            except InvalidPattern as exc:
+                raise ConfigError(f"{owner}: invalid filter policy: {exc}") from None
+        for s in self.subscriptions:
+            if s.topic == topic and s.target == target:
+                raise ConfigError(f"{owner}: {target} is already subscribed to {topic!r}")
+        return Subscription(topic, target, filter_policy, filter_scope, raw)
+
+    def notify(self, topic: str, message: Any, *, subject: str | None = None,
+               attributes: dict[str, Any] | None = None) -> str:
+        """Publish `message` to `topic` (SNS Publish): each subscription whose filter
+        policy matches gets it, durably, in one write. Returns the message id. Attribute
+        values may be strings, numbers or lists of strings."""
+        if self._invoker is None:
+            raise NotRunning(f"app {self.name!r} is not running here: call app.notify inside a "
+                             "function or under squall.testing")
+        try:
+            body = json.dumps({"topic": topic, "message": message, "subject": subject,
+                               "attributes": dict(attributes or {})})
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the message for topic {topic!r} is not JSON-serialisable: "
+                            f"{exc}") from None
+        return self._invoker.notify(body)
 
     def on_event(
         self,
@@ -410,6 +484,7 @@ class App:
             "max_body_bytes": self.max_body_bytes,
             "functions": [f.config.to_manifest() for f in self.functions.values()],
             "rules": [r.to_manifest() for r in self.rules.values()],
+            "subscriptions": [s.to_manifest() for s in self.subscriptions],
         }
 
     # -- calling -------------------------------------------------------------------

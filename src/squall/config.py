@@ -13,7 +13,7 @@ from typing import Any
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
-FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled")
+FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled", "aws-sns")
 QUEUE_FORMATS = ("native", "aws-sqs")
 KINDS = ("function", "http", "queue")
 
@@ -167,6 +167,22 @@ class ScheduleTrigger:
 
     def to_manifest(self) -> dict[str, Any]:
         return {"expression": self.expression, "timezone": self.timezone, "missed": self.missed}
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A topic subscription: every message on `topic` that passes the filter policy goes to
+    a function (invoked asynchronously, as SNS invokes Lambda) or a queue."""
+
+    topic: str
+    target: str  # "function:NAME" | "queue:NAME"
+    filter_policy: dict[str, Any] | None = None
+    filter_scope: str = "MessageAttributes"  # or "MessageBody"
+    raw: bool = False  # queue targets: the bare message instead of the SNS envelope
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"topic": self.topic, "target": self.target, "filter_policy": self.filter_policy,
+                "filter_scope": self.filter_scope, "raw": self.raw}
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,10 +77,11 @@ class Supervisor:
         recorder.app = manifest["app"]
         recorder.start()
         messaging = self.messaging = Messaging(broker, runtime.invoke)
-        messaging.configure(runtime.configs, runtime.rules)
+        messaging.configure(runtime.configs, runtime.rules, runtime.subscriptions)
         runtime.services["send"] = lambda payload: messaging.send(*payload)
         runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
         runtime.services["publish"] = messaging.publish
+        runtime.services["notify"] = messaging.notify
         await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
@@ -141,7 +142,8 @@ class Supervisor:
                 continue
             self.manifest = manifest
             self.gateway.update(manifest)
-            await self.messaging.reconfigure(self.runtime.configs, self.runtime.rules)
+            await self.messaging.reconfigure(self.runtime.configs, self.runtime.rules,
+                                             self.runtime.subscriptions)
             logs.event("reloaded", files=files, generation=self.runtime.generation,
                        functions=len(manifest["functions"]))
             self.reloaded.set()

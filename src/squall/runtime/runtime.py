@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
-from ..config import FunctionConfig, RuleConfig
+from ..config import FunctionConfig, RuleConfig, Subscription
 from ..observe import logs
 from ..types import InvocationResult
 from . import protocol as P
@@ -82,6 +82,7 @@ class Runtime:
             f["name"]: FunctionConfig.from_manifest(f) for f in manifest["functions"]
         }
         self.rules = [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])]
+        self.subscriptions = [Subscription(**s) for s in manifest.get("subscriptions", [])]
         self.pools = {
             name: FunctionPool(self, cfg, self.max_workers) for name, cfg in self.configs.items()
         }

@@ -67,6 +67,9 @@ class _WorkerInvoker:
     def publish(self, entry_json: str) -> str:
         return self.worker.call("publish", entry_json)
 
+    def notify(self, message_json: str) -> str:
+        return self.worker.call("notify", message_json)
+
 
 class NestedInvokeError(RuntimeError):
     """`app.invoke`/`app.send` from a function failed; carries the error type and message."""

@@ -11,11 +11,13 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from typing import Any, Callable
 
 from ..backends.broker import ArchivedEvent, MessageTooLarge, OutMessage, QueueBroker
-from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig, RuleConfig
+from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig, RuleConfig, Subscription
 from ..events import bus
+from ..events import topic as topic_events
 from ..events.patterns import compile_pattern
 from .events import EventConsumer
 from .scheduler import Scheduler
@@ -41,13 +43,20 @@ class Messaging:
         self.consumers: dict[str, QueueConsumer] = {}
         self.configs: dict[str, FunctionConfig] = {}
         self.rules: list[tuple[RuleConfig, Any]] = []
+        self.subscriptions: list[tuple[Subscription, Any]] = []
+        self.topics: set[str] = set()
         self.scheduler = Scheduler(broker, {}, clock=clock)
         self.running = False
 
     def configure(self, configs: dict[str, FunctionConfig],
-                  rules: list[RuleConfig] | None = None) -> None:
+                  rules: list[RuleConfig] | None = None,
+                  subscriptions: list[Subscription] | None = None) -> None:
         """(Re)build consumers and rules from the app's declarations (not started)."""
         self.configs = dict(configs)
+        self.subscriptions = [
+            (s, compile_pattern(s.filter_policy) if s.filter_policy is not None else None)
+            for s in subscriptions or []]
+        self.topics = {s.topic for s in subscriptions or []}
         self.rules = [(r, compile_pattern(r.pattern)) for r in rules or []]
         self.scheduler = Scheduler(self.broker, self.configs, clock=self.clock)
         self.consumers = {}
@@ -148,6 +157,45 @@ class Messaging:
             after = page[-1].event_id
         return done
 
+    # -- topics ----------------------------------------------------------------------
+
+    async def notify(self, message_json: str) -> str:
+        """SNS Publish: deliver to every subscription of the topic whose filter policy
+        matches, in one durable write. Returns the message id."""
+        req = json.loads(message_json)
+        topic, message = req["topic"], req["message"]
+        subject, attributes = req.get("subject"), req.get("attributes") or {}
+        subs = [(s, f) for s, f in self.subscriptions if s.topic == topic]
+        if not subs and topic not in self.topics:
+            known = ", ".join(sorted(self.topics)) or "none"
+            raise UnknownQueue(f"no topic named {topic!r} in this app; its topics are: {known}")
+        message_id = str(uuid.uuid4())
+        note = topic_events.notification(topic, message_id, message, subject, attributes,
+                                         when=self.clock())
+        batches: dict[str, list[OutMessage]] = {}
+        for sub, policy in subs:
+            if policy is not None:
+                probe = topic_events.filter_input(message, attributes, sub.filter_scope)
+                if probe is None or not policy.matches(probe):
+                    continue
+            kind, _, name = sub.target.partition(":")
+            if kind == "function":
+                cfg = self.configs.get(name)
+                if cfg is not None and cfg.format == "aws-sns":
+                    event: Any = topic_events.lambda_event(note, name)
+                else:
+                    event = topic_events.native_event(topic, message_id, message, subject,
+                                                      attributes, note["Timestamp"])
+                batches.setdefault(f"_async.{name}", []).append(
+                    OutMessage(body=json.dumps(event).encode(), attributes={"topic": topic}))
+            else:
+                body = note["Message"] if sub.raw else json.dumps(note)
+                batches.setdefault(name, []).append(
+                    OutMessage(body=body.encode(), attributes={"topic": topic}))
+        if batches:
+            await self.broker.send_many(batches)
+        return message_id
+
     async def deliver(self, destination: str, record: dict[str, Any]) -> None:
         """Send a destination record: `queue:NAME`, `function:NAME` (async), ..."""
         kind, _, target = destination.partition(":")
@@ -156,6 +204,8 @@ class Messaging:
             await self.send(target, [{"body": body}])
         elif kind == "function":
             await self.invoke_async(target, body)
+        elif kind == "topic":
+            await self.notify(json.dumps({"topic": target, "message": record}))
         elif kind == "bus":
             condition = record.get("requestContext", {}).get("condition")
             outcome = "Success" if condition == "Success" else "Failure"
@@ -178,10 +228,11 @@ class Messaging:
         await asyncio.gather(*(c.stop() for c in self.consumers.values()))
 
     async def reconfigure(self, configs: dict[str, FunctionConfig],
-                          rules: list[RuleConfig] | None = None) -> None:
+                          rules: list[RuleConfig] | None = None,
+                          subscriptions: list[Subscription] | None = None) -> None:
         was_running = self.running
         await self.stop()
-        self.configure(configs, rules)
+        self.configure(configs, rules, subscriptions)
         if was_running:
             await self.start()
 

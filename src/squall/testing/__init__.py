@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 
 from ..app import App
 from ..backends.sqlite.broker import SqliteBroker
-from ..config import RuleConfig
+from ..config import RuleConfig, Subscription
 from ..gateway.asgi import Gateway
 from ..sources.messaging import Messaging
 from ..types import InvocationResult
@@ -139,19 +139,22 @@ class TestClient:
             runtime.services["send"] = lambda payload: self.messaging.send(*payload)
             runtime.services["invoke_async"] = lambda p: self.messaging.invoke_async(*p)
             runtime.services["publish"] = lambda entry: self.messaging.publish(entry)
+            runtime.services["notify"] = lambda m: self.messaging.notify(m)
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
                 "invoke_async": lambda f, b: self._loop.run(self.messaging.invoke_async(f, b)),
                 "publish": lambda e: self._loop.run(self.messaging.publish(e)),
+                "notify": lambda m: self._loop.run(self.messaging.notify(m)),
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
             configs = {f.name: f.config for f in self.app.functions.values()}
         self.messaging = Messaging(self.broker, self._invoker.invoke, clock=self.clock,
                                    rand=self._rand)
-        self.messaging.configure(configs, [RuleConfig.from_manifest(r)
-                                           for r in manifest.get("rules", [])])
+        self.messaging.configure(
+            configs, [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])],
+            [Subscription(**s) for s in manifest.get("subscriptions", [])])
         self.manifest = manifest
         self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
 
@@ -267,6 +270,14 @@ class TestClient:
         entry = jsonlib.dumps({"source": source, "detail-type": detail_type,
                                "detail": detail if detail is not None else {}})
         return self._loop.run(self.messaging.publish(entry))
+
+    def notify(self, topic: str, message: Any, *, subject: str | None = None,
+               attributes: dict[str, Any] | None = None) -> str:
+        """Publish to a topic (as `app.notify` would); run deliveries with `drain()`."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        body = jsonlib.dumps({"topic": topic, "message": message, "subject": subject,
+                              "attributes": attributes or {}})
+        return self._loop.run(self.messaging.notify(body))
 
     def replay(self, start: float, end: float, *, rule: str | None = None) -> int:
         """Replay archived bus events from [start, end) (epoch seconds of the clock)."""

@@ -151,6 +151,13 @@ class _Binding:
                                      "errorMessage": "the event bus is not available here"})
         return service(entry_json)
 
+    def notify(self, message_json: str) -> str:
+        service = self.invoker.services.get("notify")
+        if service is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": "topics are not available here"})
+        return service(message_json)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,
