@@ -72,6 +72,8 @@ class Invoker(Protocol):
 
     def notify(self, message_json: str) -> str: ...
 
+    def idempotency(self, op: str, args: list[Any]) -> Any: ...
+
 
 class NotRunning(RuntimeError):
     """`app.invoke` was called where no Squall runtime runs this app."""
@@ -532,6 +534,15 @@ class App:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"the event for {function!r} is not JSON-serialisable: {exc}") from None
         return self._invoker.invoke_async(function, body)
+
+    def idempotent(self, fn: Callable[..., Any] | None = None, *,
+                   key: Callable[..., Any] | str | None = None, expires_s: float = 3600.0,
+                   lock_s: float = 60.0) -> Any:
+        """Run the decorated function once per key (see squall.idempotency)."""
+        from .idempotency import make_decorator  # no I/O at decoration time
+
+        decorate = make_decorator(self, key, expires_s, lock_s)
+        return decorate(fn) if fn is not None else decorate
 
     def queues(self) -> dict[str, Function]:
         """Declared queues and the function consuming each."""

@@ -82,6 +82,7 @@ class Supervisor:
         runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
         runtime.services["publish"] = messaging.publish
         runtime.services["notify"] = messaging.notify
+        runtime.services["idempotency"] = lambda payload: messaging.idempotency(*payload)
         await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)

@@ -144,4 +144,16 @@ class QueueBroker(Protocol):
 
     async def last_tick(self, schedule: str) -> float | None: ...
 
+    # -- idempotency records ---------------------------------------------------------
+
+    async def idem_begin(self, key: str, payload_hash: str, lock_s: float) -> tuple[str, str | None]:
+        """Claim `key`: ("new", None) to run the work (locked for `lock_s`), ("done", result)
+        when it already ran, ("in_progress", None) while another run holds it, or
+        ("mismatch", None) when the key was used with a different payload."""
+        ...
+
+    async def idem_complete(self, key: str, result: str, expires_s: float) -> None: ...
+
+    async def idem_release(self, key: str) -> None: ...
+
     async def close(self) -> None: ...

@@ -265,7 +265,7 @@ def functions(
     table = Table(title=f"app {manifest['app']}")
     for col in ("function", "trigger", "format", "memory", "timeout", "concurrency",
                 "provisioned", "keep warm"):
-        table.add_column(col, overflow="fold")  # never cut a name
+        table.add_column(col, no_wrap=col in ("function", "trigger"))  # never cut a name
     for f in manifest["functions"]:
         trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or (
             f"queue {f['queue']['queue']}" if f.get("queue") else "invoke")
@@ -273,7 +273,7 @@ def functions(
             f["name"], trigger, f["format"], f"{f['memory_mb']} MB", f"{f['timeout_s']:g} s",
             str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 @cli.command()

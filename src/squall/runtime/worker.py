@@ -70,6 +70,9 @@ class _WorkerInvoker:
     def notify(self, message_json: str) -> str:
         return self.worker.call("notify", message_json)
 
+    def idempotency(self, op: str, args: list[Any]) -> Any:
+        return self.worker.call("idempotency", [op, args])
+
 
 class NestedInvokeError(RuntimeError):
     """`app.invoke`/`app.send` from a function failed; carries the error type and message."""

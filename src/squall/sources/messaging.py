@@ -196,6 +196,16 @@ class Messaging:
             await self.broker.send_many(batches)
         return message_id
 
+    async def idempotency(self, op: str, args: list[Any]) -> Any:
+        """The idempotency records behind @app.idempotent (begin, complete, release)."""
+        if op == "begin":
+            return list(await self.broker.idem_begin(*args))
+        if op == "complete":
+            return await self.broker.idem_complete(*args)
+        if op == "release":
+            return await self.broker.idem_release(*args)
+        raise ValueError(f"unknown idempotency operation {op!r}")
+
     async def deliver(self, destination: str, record: dict[str, Any]) -> None:
         """Send a destination record: `queue:NAME`, `function:NAME` (async), ..."""
         kind, _, target = destination.partition(":")

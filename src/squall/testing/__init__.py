@@ -140,12 +140,14 @@ class TestClient:
             runtime.services["invoke_async"] = lambda p: self.messaging.invoke_async(*p)
             runtime.services["publish"] = lambda entry: self.messaging.publish(entry)
             runtime.services["notify"] = lambda m: self.messaging.notify(m)
+            runtime.services["idempotency"] = lambda p: self.messaging.idempotency(*p)
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
                 "invoke_async": lambda f, b: self._loop.run(self.messaging.invoke_async(f, b)),
                 "publish": lambda e: self._loop.run(self.messaging.publish(e)),
                 "notify": lambda m: self._loop.run(self.messaging.notify(m)),
+                "idempotency": lambda op, a: self._loop.run(self.messaging.idempotency(op, a)),
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()

@@ -369,3 +369,24 @@ class BrokerConformance:
             assert not await b2.fire_tick("every-minute", 120.0, "_sched", msg("after restart"))
         finally:
             await b2.close()
+
+    @async_test
+    async def test_idempotency_records(self, open_broker: Any, clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            assert await b.idem_begin("k1", "h1", 60) == ("new", None)
+            assert await b.idem_begin("k1", "h1", 60) == ("in_progress", None)
+            assert await b.idem_begin("k1", "other", 60) == ("mismatch", None)
+            await b.idem_complete("k1", '{"r": 1}', 3600)
+            assert await b.idem_begin("k1", "h1", 60) == ("done", '{"r": 1}')
+            clock.advance(3601)  # the record expired: the work may run again
+            assert await b.idem_begin("k1", "h1", 60) == ("new", None)
+            # a run that died holding the lock is taken over after the lock expires
+            assert await b.idem_begin("k2", "h", 30) == ("new", None)
+            clock.advance(31)
+            assert await b.idem_begin("k2", "h", 30) == ("new", None)
+            # a failed run releases its claim at once
+            await b.idem_release("k2")
+            assert await b.idem_begin("k2", "h", 30) == ("new", None)
+        finally:
+            await b.close()

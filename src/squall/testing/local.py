@@ -93,17 +93,19 @@ _env_lock = threading.RLock()
 
 @contextlib.contextmanager
 def _environment(env: dict[str, str]) -> Any:
-    """A function's `environment`, set for the duration of its call (process-wide, so
-    calls that set one are serialised)."""
+    """A function's `environment`, set for the duration of its call. os.environ is
+    process-wide: calls running at the same time see each other's variables (the lock
+    only keeps each update whole). `TestClient(isolated=True)` gives every worker its own."""
     if not env:
         yield
         return
     with _env_lock:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        with _env_lock:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -157,6 +159,9 @@ class _Binding:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": "topics are not available here"})
         return service(message_json)
+
+    def idempotency(self, op: str, args: list[Any]) -> Any:
+        return self.invoker.services["idempotency"](op, args)
 
 
 class LocalInvoker:

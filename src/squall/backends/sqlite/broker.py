@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS archive (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS archive_by_time ON archive(time, seq);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    result TEXT,
+    locked_until REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedule_ticks (
     schedule TEXT PRIMARY KEY,
     last_tick REAL NOT NULL
@@ -284,6 +292,38 @@ class SqliteBroker:
                          (schedule,)).fetchone()
         return row[0] if row else None
 
+    def _op_idem_begin(self, db: sqlite3.Connection, touched: set[str], key: str,
+                       payload_hash: str, lock_s: float) -> tuple[str, str | None]:
+        now = self.clock()
+        row = db.execute("SELECT status, payload_hash, result, locked_until, expires_at "
+                         "FROM idempotency WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[4] <= now:
+            db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
+            row = None
+        if row is None:
+            db.execute("INSERT INTO idempotency (key, status, payload_hash, locked_until, "
+                       "expires_at) VALUES (?, 'in_progress', ?, ?, ?)",
+                       (key, payload_hash, now + lock_s, now + lock_s))
+            return "new", None
+        status, stored_hash, result, locked_until, _ = row
+        if stored_hash != payload_hash:
+            return "mismatch", None
+        if status == "done":
+            return "done", result
+        if locked_until > now:
+            return "in_progress", None
+        db.execute("UPDATE idempotency SET locked_until = ?, expires_at = ? WHERE key = ?",
+                   (now + lock_s, now + lock_s, key))
+        return "new", None  # the previous run's lock expired: take over
+
+    def _op_idem_complete(self, db: sqlite3.Connection, touched: set[str], key: str,
+                          result: str, expires_s: float) -> None:
+        db.execute("UPDATE idempotency SET status = 'done', result = ?, expires_at = ? "
+                   "WHERE key = ?", (result, self.clock() + expires_s, key))
+
+    def _op_idem_release(self, db: sqlite3.Connection, touched: set[str], key: str) -> None:
+        db.execute("DELETE FROM idempotency WHERE key = ? AND status = 'in_progress'", (key,))
+
     def _op_receive(self, db: sqlite3.Connection, touched: set[str], queue: str, limit: int,
                     vt: float) -> tuple[list[Delivery], float | None]:
         now = self.clock()
@@ -444,6 +484,16 @@ class SqliteBroker:
 
     async def last_tick(self, schedule: str) -> float | None:
         return await self._run(self._op_last_tick, schedule)
+
+    async def idem_begin(self, key: str, payload_hash: str,
+                         lock_s: float) -> tuple[str, str | None]:
+        return await self._run(self._op_idem_begin, key, payload_hash, lock_s)
+
+    async def idem_complete(self, key: str, result: str, expires_s: float) -> None:
+        await self._run(self._op_idem_complete, key, result, expires_s)
+
+    async def idem_release(self, key: str) -> None:
+        await self._run(self._op_idem_release, key)
 
     async def receive(self, queue: str, max_messages: int = 1, *,
                       visibility_timeout_s: float = 30.0, wait_s: float = 0.0) -> list[Delivery]:

@@ -51,15 +51,19 @@ _COLUMNS = ("request_id, app, function, trigger, started_at, duration_ms, billed
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._db = db
         self._lock = threading.Lock()
 
     def record(self, rows: list[InvocationRecord]) -> None:
