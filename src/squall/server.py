@@ -84,7 +84,8 @@ class Supervisor:
         runtime.services["notify"] = messaging.notify
         runtime.services["idempotency"] = lambda payload: messaging.idempotency(*payload)
         await messaging.start()
-        admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()})
+        admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()},
+                          ingest=messaging.ingest_cloudevents)
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
         self.gateway = gateway
         config = uvicorn.Config(

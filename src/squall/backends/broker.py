@@ -126,7 +126,8 @@ class QueueBroker(Protocol):
 
     async def publish(self, events: Sequence[ArchivedEvent],
                       batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
-        """Archive events and enqueue their deliveries, atomically."""
+        """Archive events and enqueue their deliveries, atomically. When every event's id
+        was archived before (a duplicate publish), nothing is enqueued and {} returned."""
         ...
 
     async def archived(self, start: float, end: float, *, limit: int = 1000,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ..events import envelope
 
-def admin_app(state: Callable[[], dict[str, Any]]) -> Starlette:
-    """`state()` returns {"manifest": ..., "stats": ...} for the running app."""
+
+def admin_app(state: Callable[[], dict[str, Any]],
+              ingest: Callable[[list[Any]], Awaitable[list[str]]] | None = None) -> Starlette:
+    """`state()` returns {"manifest": ..., "stats": ...} for the running app; `ingest` puts
+    CloudEvents on the app's bus (POST /_squall/events)."""
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -21,10 +25,27 @@ def admin_app(state: Callable[[], dict[str, Any]]) -> Starlette:
         return JSONResponse({"app": s["manifest"]["app"], "functions": s["manifest"]["functions"],
                              "pools": s["stats"]})
 
+    async def events(request: Request) -> JSONResponse:
+        """CloudEvents over HTTP (binary, structured or batch mode) onto the bus: 202."""
+        if ingest is None:
+            return JSONResponse({"message": "no event bus here", "code": "unavailable"}, 503)
+        body = await request.body()
+        if len(body) > 1024 * 1024:
+            return JSONResponse({"message": "Request Entity Too Large",
+                                 "code": "payload_too_large", "limitBytes": 1024 * 1024}, 413)
+        try:
+            parsed = envelope.from_http(list(request.headers.items()), body)
+        except envelope.InvalidEvent as exc:
+            return JSONResponse({"message": exc.message, "code": "bad_request"}, 400)
+        batch = parsed if isinstance(parsed, list) else [parsed]
+        ids = await ingest(batch)
+        return JSONResponse({"accepted": len(ids), "ids": ids}, 202)
+
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"message": "Not Found", "code": "not_found"}, status_code=404)
 
     return Starlette(
-        routes=[Route("/_squall/health", health), Route("/_squall/api/functions", functions)],
+        routes=[Route("/_squall/health", health), Route("/_squall/api/functions", functions),
+                Route("/_squall/events", events, methods=["POST"])],
         exception_handlers={404: not_found},
     )

@@ -12,6 +12,7 @@ import json
 import random
 import time
 import uuid
+from datetime import timezone
 from typing import Any, Callable
 
 from ..backends.broker import ArchivedEvent, MessageTooLarge, OutMessage, QueueBroker
@@ -119,19 +120,43 @@ class Messaging:
 
     async def publish(self, entry_json: str) -> str:
         """PutEvents for one entry: archive it and deliver it to every matching rule's
-        targets in one durable write. Returns the event id."""
+        targets in one durable write. Returns the event id. An entry may carry its own
+        `id` (and `time`); an id archived before is not delivered again."""
         entry = json.loads(entry_json)
         event = bus.make_event(entry["source"], entry["detail-type"], entry.get("detail"),
-                               resources=entry.get("resources"))
+                               resources=entry.get("resources"), event_id=entry.get("id"))
+        if entry.get("time"):
+            event["time"] = entry["time"]
+        for k, v in (entry.get("extensions") or {}).items():
+            event.setdefault(k, v)
         body = json.dumps(event)
         if len(body.encode()) > DEFAULT_MAX_MESSAGE_BYTES:
             raise MessageTooLarge("bus", len(body.encode()), DEFAULT_MAX_MESSAGE_BYTES)
         batches: dict[str, list[OutMessage]] = {}
         self._route(event, None, batches)
-        archived = ArchivedEvent(event["id"], self.clock(), event["source"],
-                                 event["detail-type"], body)
+        archived = ArchivedEvent(entry.get("archive_key") or event["id"], self.clock(),
+                                 event["source"], event["detail-type"], body)
         await self.broker.publish([archived], batches)
         return event["id"]
+
+    async def ingest_cloudevents(self, events: list[Any]) -> list[str]:
+        """CloudEvents onto the bus: source -> source, type -> detail-type, data -> detail;
+        the CloudEvent's id is kept and (source, id) deduplicates."""
+        ids = []
+        for ce in events:
+            data = ce.data
+            if isinstance(data, bytes):
+                import base64
+
+                data = {"data_base64": base64.b64encode(data).decode()}
+            ext = {k: v for k, v in ce.extensions.items()}
+            entry = {"source": ce.source, "detail-type": ce.type, "detail": data,
+                     "id": ce.id, "archive_key": f"ce:{ce.source}#{ce.id}",
+                     "extensions": {"subject": ce.subject, **ext} if ce.subject else ext}
+            if ce.time is not None:
+                entry["time"] = ce.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            ids.append(await self.publish(json.dumps(entry, default=str)))
+        return ids
 
     async def replay(self, start: float, end: float, *, rule: str | None = None,
                      name: str = "replay", limit: int = 100_000) -> int:

@@ -254,10 +254,14 @@ class SqliteBroker:
     def _op_publish(self, db: sqlite3.Connection, touched: set[str],
                     events: Sequence[ArchivedEvent],
                     batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
-        db.executemany(
-            "INSERT OR IGNORE INTO archive (event_id, time, source, detail_type, body) "
-            "VALUES (?,?,?,?,?)",
-            [(e.event_id, e.time, e.source, e.detail_type, e.body) for e in events])
+        new = 0
+        for e in events:
+            new += db.execute(
+                "INSERT OR IGNORE INTO archive (event_id, time, source, detail_type, body) "
+                "VALUES (?,?,?,?,?)", (e.event_id, e.time, e.source, e.detail_type,
+                                       e.body)).rowcount
+        if events and not new:
+            return {}  # every event was archived before: a duplicate, delivered already
         return self._op_send_many(db, touched, batches)
 
     def _op_archived(self, db: sqlite3.Connection, touched: set[str], start: float, end: float,
