@@ -225,6 +225,7 @@ class SqliteBroker:
                  messages: Sequence[OutMessage]) -> list[str]:
         now = self.clock()
         ids: list[str] = []
+        rows: list[tuple] = []
         for m in messages:
             if m.dedup_key is not None:
                 row = db.execute(
@@ -234,16 +235,16 @@ class SqliteBroker:
                     ids.append(row[0])
                     continue
             mid = uuid.uuid4().hex
-            db.execute(
-                "INSERT INTO messages (id, queue, body, attributes, trace, sent_at, available_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (mid, queue, m.body, json.dumps(m.attributes), m.trace, now,
-                 now + max(0.0, m.delay_s)))
+            attrs = json.dumps(m.attributes) if m.attributes else "{}"
+            rows.append((mid, queue, m.body, attrs, m.trace, now, now + max(0.0, m.delay_s)))
             if m.dedup_key is not None:
                 db.execute("INSERT OR REPLACE INTO dedup (queue, key, message_id, expires_at) "
                            "VALUES (?,?,?,?)",
                            (queue, m.dedup_key, mid, now + self.dedup_window_s))
             ids.append(mid)
+        db.executemany(
+            "INSERT INTO messages (id, queue, body, attributes, trace, sent_at, available_at) "
+            "VALUES (?,?,?,?,?,?,?)", rows)
         touched.add(queue)
         return ids
 
