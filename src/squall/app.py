@@ -24,6 +24,7 @@ from .config import (
     Route,
     RuleConfig,
     ScheduleTrigger,
+    StreamTrigger,
     Subscription,
     route_shape,
     validate_queue_name,
@@ -54,6 +55,8 @@ _QUEUE_SETTINGS = (
     "max_age_s",
     "max_message_bytes",
 )
+_STREAM_SETTINGS = ("batch_size", "batch_window_s", "shards", "max_retries", "bisect_on_error",
+                    "retry", "dlq", "starting_position")
 _APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -73,6 +76,8 @@ class Invoker(Protocol):
     def notify(self, message_json: str) -> str: ...
 
     def idempotency(self, op: str, args: list[Any]) -> Any: ...
+
+    def put_records(self, stream: str, items: list[list[str]]) -> list[str]: ...
 
 
 class NotRunning(RuntimeError):
@@ -234,6 +239,59 @@ class App:
             return handler
 
         return register
+
+    def stream(
+        self,
+        stream: str,
+        *,
+        name: str | None = None,
+        format: str = "native",
+        **settings: Any,
+    ) -> Callable[[Handler], Handler]:
+        """Consume an ordered stream in batches, per shard and in order: `handler(records,
+        ctx)`. A failing batch is retried in order (bisected to find the bad record when
+        `bisect_on_error`), then the failing record goes to the DLQ and the shard moves on.
+        Each consumer keeps its own checkpoint."""
+
+        def register(handler: Handler) -> Handler:
+            fname = name or getattr(handler, "__name__", None) or "handler"
+            validate_queue_name(f"function {fname!r}", stream)
+            sopts = {k: settings.pop(k) for k in list(settings) if k in _STREAM_SETTINGS}
+            if "retry" in sopts and isinstance(sopts["retry"], dict):
+                sopts["retry"] = RetryPolicy(**sopts["retry"])
+            trigger = StreamTrigger(stream=stream, **sopts)
+            shards = {f.config.stream.shards for f in self.functions.values()
+                      if f.config.stream and f.config.stream.stream == stream}
+            if shards and trigger.shards not in shards:
+                raise ConfigError(f"function {fname!r}: stream {stream!r} has {shards.pop()} "
+                                  f"shards elsewhere in this app; all consumers must agree")
+            settings.setdefault("concurrency", trigger.shards)
+            cfg = self._config(fname, "stream", format, settings, (), stream=trigger)
+            self._add(fname, cfg, handler)
+            return handler
+
+        return register
+
+    def put_records(self, stream: str, records: list[tuple[str, Any]]) -> list[str]:
+        """Append `(partition_key, data)` records to a stream, durably and in order per
+        partition key. Returns their sequence numbers ("shard:seq")."""
+        if self._invoker is None:
+            raise NotRunning(f"app {self.name!r} is not running here: call app.put_records "
+                             "inside a function or under squall.testing")
+        items = []
+        for key, data in records:
+            if not isinstance(key, str) or not 1 <= len(key) <= 256:
+                raise ValueError(f"a partition key must be a string of 1-256 characters, "
+                                 f"got {key!r}")
+            try:
+                items.append([key, json.dumps(data, separators=(",", ":"))])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"a record for stream {stream!r} is not JSON-serialisable: "
+                                f"{exc}") from None
+        return self._invoker.put_records(stream, items)
+
+    def put_record(self, stream: str, data: Any, partition_key: str) -> str:
+        return self.put_records(stream, [(partition_key, data)])[0]
 
     def schedule(
         self,
@@ -424,7 +482,7 @@ class App:
     def _config(
         self, fname: str, kind: str, format: str, settings: dict[str, Any],
         routes: tuple[Route, ...], queue: QueueTrigger | None = None,
-        schedule: ScheduleTrigger | None = None,
+        schedule: ScheduleTrigger | None = None, stream: StreamTrigger | None = None,
     ) -> FunctionConfig:
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
@@ -437,7 +495,7 @@ class App:
             raise ConfigError(f"function {fname!r}: environment must be a dict of str to str")
         try:
             return FunctionConfig(name=fname, kind=kind, format=format, routes=routes,
-                                  queue=queue, schedule=schedule, **settings)
+                                  queue=queue, schedule=schedule, stream=stream, **settings)
         except TypeError as exc:  # pragma: no cover - guarded by the check above
             raise ConfigError(f"function {fname!r}: {exc}") from None
 
@@ -464,7 +522,8 @@ class App:
         native = cfg.format == "native"
         takes_two = _accepts(handler, 2)
         if not (takes_two or (native and _accepts(handler, 1))):
-            first = {"http": "request", "queue": "batch"}.get(cfg.kind, "event")
+            first = {"http": "request", "queue": "batch", "stream": "records"}.get(cfg.kind,
+                                                                                   "event")
             want = f"({first}) or ({first}, ctx)" if native else "(event, context)"
             raise ConfigError(
                 f"function {fname!r}: the handler must take {want}; it takes "

@@ -15,7 +15,8 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY
 HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
 FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled", "aws-sns")
 QUEUE_FORMATS = ("native", "aws-sqs")
-KINDS = ("function", "http", "queue")
+STREAM_FORMATS = ("native", "aws-kinesis")
+KINDS = ("function", "http", "queue", "stream")
 
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240  # AWS Lambda's range
 TIMEOUT_MAX_S = 900.0  # AWS Lambda's maximum
@@ -158,6 +159,38 @@ def validate_queue_trigger(fname: str, t: QueueTrigger, timeout_s: float) -> Non
 
 
 @dataclass(frozen=True, slots=True)
+class StreamTrigger:
+    """An ordered stream and how its consumer reads it (Kinesis event-source mapping)."""
+
+    stream: str
+    batch_size: int = 100
+    batch_window_s: float = 0.0
+    shards: int = 4  # records with one partition key always land in one shard, in order
+    max_retries: int = 3  # then the failing record goes to the DLQ and the shard moves on
+    bisect_on_error: bool = True  # split a failing batch to find the bad record
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_s=0.5, max_s=30.0))
+    dlq: str | None = None  # default "<stream>-dlq"
+    starting_position: str = "trim_horizon"  # or "latest"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self.dlq or f"{self.stream}-dlq"
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"stream": self.stream, "batch_size": self.batch_size,
+                "batch_window_s": self.batch_window_s, "shards": self.shards,
+                "max_retries": self.max_retries, "bisect_on_error": self.bisect_on_error,
+                "retry": self.retry.to_manifest(), "dlq": self.dlq,
+                "starting_position": self.starting_position}
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> StreamTrigger:
+        fields = dict(data)
+        fields["retry"] = RetryPolicy(**fields.get("retry", {}))
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleTrigger:
     """When a scheduled function fires: `rate(…)`, AWS `cron(…)` or 5-field cron."""
 
@@ -231,6 +264,7 @@ class FunctionConfig:
     on_success: str | None = None
     on_failure: str | None = None
     schedule: ScheduleTrigger | None = None
+    stream: StreamTrigger | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -255,6 +289,7 @@ class FunctionConfig:
             "on_success": self.on_success,
             "on_failure": self.on_failure,
             "schedule": self.schedule.to_manifest() if self.schedule else None,
+            "stream": self.stream.to_manifest() if self.stream else None,
         }
 
     def async_trigger(self) -> QueueTrigger:
@@ -274,6 +309,8 @@ class FunctionConfig:
             fields["queue"] = QueueTrigger.from_manifest(fields["queue"])
         if fields.get("schedule"):
             fields["schedule"] = ScheduleTrigger(**fields["schedule"])
+        if fields.get("stream"):
+            fields["stream"] = StreamTrigger.from_manifest(fields["stream"])
         return cls(**fields)
 
 
@@ -294,7 +331,8 @@ def _validate(cfg: FunctionConfig) -> None:
         )
     if cfg.kind not in KINDS:
         raise _fail(n, "kind", f"must be one of {', '.join(KINDS)}, got {cfg.kind!r}")
-    formats = {"http": HTTP_FORMATS, "queue": QUEUE_FORMATS}.get(cfg.kind, FUNCTION_FORMATS)
+    formats = {"http": HTTP_FORMATS, "queue": QUEUE_FORMATS,
+               "stream": STREAM_FORMATS}.get(cfg.kind, FUNCTION_FORMATS)
     if cfg.format not in formats:
         raise _fail(n, "format", f"must be one of {', '.join(formats)}; got {cfg.format!r}")
     if not isinstance(cfg.memory_mb, int) or isinstance(cfg.memory_mb, bool) or not (
@@ -336,6 +374,20 @@ def _validate(cfg: FunctionConfig) -> None:
                     f"{cfg.max_event_age_s!r}")
     validate_destination(n, "on_success", cfg.on_success)
     validate_destination(n, "on_failure", cfg.on_failure)
+    if cfg.kind == "stream":
+        t = cfg.stream
+        if t is None:
+            raise _fail(n, "stream", "must be set for a stream function")
+        validate_queue_name(f"function {n!r}", t.stream)
+        for name, lo, hi in (("batch_size", 1, 10000), ("shards", 1, 256),
+                             ("max_retries", 0, 10000)):
+            v = getattr(t, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise _fail(n, name, f"must be a whole number from {lo} to {hi}, got {v!r}")
+        if not _is_number(t.batch_window_s) or not 0 <= t.batch_window_s <= 300:
+            raise _fail(n, "batch_window_s", f"must be seconds from 0 to 300, got {t.batch_window_s!r}")
+        if t.starting_position not in ("trim_horizon", "latest"):
+            raise _fail(n, "starting_position", "must be 'trim_horizon' or 'latest'")
     if cfg.kind == "queue":
         if cfg.queue is None:
             raise _fail(n, "queue", "must be set for a queue function")

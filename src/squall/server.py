@@ -83,6 +83,7 @@ class Supervisor:
         runtime.services["publish"] = messaging.publish
         runtime.services["notify"] = messaging.notify
         runtime.services["idempotency"] = lambda payload: messaging.idempotency(*payload)
+        runtime.services["put_records"] = lambda payload: messaging.put_records(*payload)
         await messaging.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()},
                           ingest=messaging.ingest_cloudevents)

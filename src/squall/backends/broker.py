@@ -74,6 +74,18 @@ class ArchivedEvent:
     body: str  # the whole event, JSON
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One record of an ordered stream."""
+
+    stream: str
+    shard: int
+    seq: int
+    partition_key: str
+    data: bytes
+    arrival: float
+
+
 class BrokerError(Exception):
     """A broker failure, translated from the driver's own error at the boundary."""
 
@@ -156,5 +168,24 @@ class QueueBroker(Protocol):
     async def idem_complete(self, key: str, result: str, expires_s: float) -> None: ...
 
     async def idem_release(self, key: str) -> None: ...
+
+    # -- ordered streams -------------------------------------------------------------
+
+    async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
+                     shards: int) -> list[tuple[int, int]]:
+        """Append (partition_key, data) records, durably; records with one key go to one
+        shard, in order. Returns (shard, seq) for each."""
+        ...
+
+    async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,
+                   wait_s: float = 0.0) -> list[StreamEntry]:
+        """Records of a shard after `after_seq`, in order; waits up to `wait_s` for some."""
+        ...
+
+    async def latest_seq(self, stream: str, shard: int) -> int: ...
+
+    async def get_checkpoint(self, stream: str, consumer: str, shard: int) -> int | None: ...
+
+    async def set_checkpoint(self, stream: str, consumer: str, shard: int, seq: int) -> None: ...
 
     async def close(self) -> None: ...

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ..app import Function
 from ..events import aws_apigw
 from ..events import queue as queue_events
+from ..events import stream as stream_events
 from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
 from ..types import Context, HttpRequest, HttpResponse
 
@@ -87,6 +88,21 @@ def _call_queue(fn: Function, data: Any, ctx: Context,
     return json.dumps({"failed": queue_events.failed_ids(result, ids)})
 
 
+def _call_stream(fn: Function, data: Any, ctx: Context,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> str:
+    if not isinstance(data, dict) or "records" not in data:
+        raise HandlerFailure(
+            "Runtime.InvalidEvent",
+            f"function {fn.name!r} consumes stream {fn.config.stream.stream!r}: invoke it with "
+            '{"stream": ..., "records": [...]} or put records on the stream', [])
+    ids = [r["sequence"] for r in data["records"]]
+    arg = stream_events.kinesis_event(data) if fn.config.format == "aws-kinesis" else \
+        stream_events.native_records(data)
+    args = (arg, ctx) if fn.takes_context else (arg,)
+    result = _await(fn.handler(*args), loop_factory)
+    return json.dumps({"failed": queue_events.failed_ids(result, ids)})
+
+
 def call(
     fn: Function,
     kind: str,
@@ -120,6 +136,8 @@ def call(
         data = json.loads(payload) if isinstance(payload, str) and payload else None
         if cfg.kind == "queue":
             return _call_queue(fn, data, ctx, loop_factory)
+        if cfg.kind == "stream":
+            return _call_stream(fn, data, ctx, loop_factory)
         args = (data, ctx) if fn.takes_context else (data,)
         result = _await(fn.handler(*args), loop_factory)
         try:

@@ -73,6 +73,9 @@ class _WorkerInvoker:
     def idempotency(self, op: str, args: list[Any]) -> Any:
         return self.worker.call("idempotency", [op, args])
 
+    def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
+        return self.worker.call("put_records", [stream, items])
+
 
 class NestedInvokeError(RuntimeError):
     """`app.invoke`/`app.send` from a function failed; carries the error type and message."""

@@ -22,6 +22,7 @@ from ..events import topic as topic_events
 from ..events.patterns import compile_pattern
 from .events import EventConsumer
 from .scheduler import Scheduler
+from .stream import StreamConsumer
 from .queue import BatchOutcome, Invoke, QueueConsumer
 
 
@@ -42,6 +43,7 @@ class Messaging:
         self.clock = clock
         self.rand = rand
         self.consumers: dict[str, QueueConsumer] = {}
+        self.streams: dict[str, StreamConsumer] = {}
         self.configs: dict[str, FunctionConfig] = {}
         self.rules: list[tuple[RuleConfig, Any]] = []
         self.subscriptions: list[tuple[Subscription, Any]] = []
@@ -61,10 +63,14 @@ class Messaging:
         self.rules = [(r, compile_pattern(r.pattern)) for r in rules or []]
         self.scheduler = Scheduler(self.broker, self.configs, clock=self.clock)
         self.consumers = {}
+        self.streams = {}
         for cfg in configs.values():
             if cfg.queue is not None:
                 self.consumers[cfg.queue.queue] = QueueConsumer(
                     self.broker, self.invoke, cfg, clock=self.clock, rand=self.rand)
+            elif cfg.kind == "stream":
+                self.streams[cfg.name] = StreamConsumer(self.broker, self.invoke, cfg,
+                                                        clock=self.clock, rand=self.rand)
             elif cfg.kind == "function":
                 trigger = cfg.async_trigger()
                 self.consumers[trigger.queue] = EventConsumer(
@@ -94,6 +100,19 @@ class Messaging:
             raise MessageTooLarge(f"_async.{function}", len(data), DEFAULT_MAX_MESSAGE_BYTES)
         (mid,) = await self.broker.send(f"_async.{function}", [OutMessage(body=data)])
         return mid
+
+    # -- streams ---------------------------------------------------------------------
+
+    async def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
+        """Append (partition_key, JSON text) records; returns "shard:seq" for each."""
+        shards = {c.trigger.shards for c in self.streams.values() if c.stream == stream}
+        if not shards:
+            known = ", ".join(sorted({c.stream for c in self.streams.values()})) or "none"
+            raise UnknownQueue(f"no stream named {stream!r} in this app; its streams are: "
+                               f"{known}")
+        placed = await self.broker.append(stream, [(k, d.encode()) for k, d in items],
+                                          shards=shards.pop())
+        return [f"{shard}:{seq}" for shard, seq in placed]
 
     # -- the event bus -------------------------------------------------------------
 
@@ -255,12 +274,15 @@ class Messaging:
         self.running = True
         for c in self.consumers.values():
             c.start()
+        for sc in self.streams.values():
+            sc.start()
         self.scheduler.start()
 
     async def stop(self) -> None:
         self.running = False
         await self.scheduler.stop()
-        await asyncio.gather(*(c.stop() for c in self.consumers.values()))
+        await asyncio.gather(*(c.stop() for c in self.consumers.values()),
+                             *(sc.stop() for sc in self.streams.values()))
 
     async def reconfigure(self, configs: dict[str, FunctionConfig],
                           rules: list[RuleConfig] | None = None,
@@ -301,6 +323,13 @@ class Messaging:
                 o = await c.process(batch)
                 total = BatchOutcome(total.succeeded + o.succeeded, total.retried + o.retried,
                                      total.dead_lettered + o.dead_lettered)
+            for sc in self.streams.values():
+                o = await sc.drain_once()
+                if o.succeeded or o.retried or o.dead_lettered:
+                    work = True
+                    total = BatchOutcome(total.succeeded + o.succeeded,
+                                         total.retried + o.retried,
+                                         total.dead_lettered + o.dead_lettered)
             if not work:
                 return total
         raise RuntimeError(f"queues still busy after {max_rounds} drain rounds")

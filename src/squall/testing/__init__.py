@@ -141,6 +141,7 @@ class TestClient:
             runtime.services["publish"] = lambda entry: self.messaging.publish(entry)
             runtime.services["notify"] = lambda m: self.messaging.notify(m)
             runtime.services["idempotency"] = lambda p: self.messaging.idempotency(*p)
+            runtime.services["put_records"] = lambda p: self.messaging.put_records(*p)
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
@@ -148,6 +149,7 @@ class TestClient:
                 "publish": lambda e: self._loop.run(self.messaging.publish(e)),
                 "notify": lambda m: self._loop.run(self.messaging.notify(m)),
                 "idempotency": lambda op, a: self._loop.run(self.messaging.idempotency(op, a)),
+                "put_records": lambda st, it: self._loop.run(self.messaging.put_records(st, it)),
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
@@ -280,6 +282,12 @@ class TestClient:
         body = jsonlib.dumps({"topic": topic, "message": message, "subject": subject,
                               "attributes": attributes or {}})
         return self._loop.run(self.messaging.notify(body))
+
+    def put_records(self, stream: str, records: list[tuple[str, Any]]) -> list[str]:
+        """Append (partition_key, data) records to a stream; run consumers with `drain()`."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        items = [[k, jsonlib.dumps(d)] for k, d in records]
+        return self._loop.run(self.messaging.put_records(stream, items))
 
     def replay(self, start: float, end: float, *, rule: str | None = None) -> int:
         """Replay archived bus events from [start, end) (epoch seconds of the clock)."""

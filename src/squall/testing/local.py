@@ -163,6 +163,9 @@ class _Binding:
     def idempotency(self, op: str, args: list[Any]) -> Any:
         return self.invoker.services["idempotency"](op, args)
 
+    def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
+        return self.invoker.services["put_records"](stream, items)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,
