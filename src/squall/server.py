@@ -25,6 +25,7 @@ from .gateway.admin import admin_app
 from .gateway.asgi import Gateway
 from .observe import logs
 from .runtime.loader import resolve_ref, split_ref
+from .runtime.logwriter import ProcessLogSink
 from .runtime.metering import Recorder
 from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
 from .runtime.zygote_client import ZygoteError
@@ -63,15 +64,17 @@ class Supervisor:
 
     async def run(self) -> None:
         opts = self.opts
-        store = open_store(store_url_for_data_dir(opts.data_dir))
+        store = open_store(store_url_for_data_dir(opts.data_dir))  # created and checked here
+        store.close()
+        sink = ProcessLogSink(store_url_for_data_dir(opts.data_dir))
         broker = open_broker(broker_url_for_data_dir(opts.data_dir))
-        recorder = Recorder(store, echo=True)
+        recorder = Recorder(sink, echo="all" if opts.reload else "errors")
         runtime = Runtime(self.app_ref, on_result=recorder.add, max_workers=opts.max_workers)
         self.runtime = runtime
         try:
             self.manifest = manifest = await runtime.start()
         except BaseException:
-            store.close()
+            sink.close()
             await broker.close()
             raise
         recorder.app = manifest["app"]
@@ -106,7 +109,7 @@ class Supervisor:
             await runtime.stop()
             await broker.close()
             await recorder.close()
-            store.close()
+            sink.close()
             logs.event("stopped", app=manifest["app"])
 
     def stop(self) -> None:

@@ -32,7 +32,9 @@ def to_record(app: str, result: InvocationResult, trigger: str) -> InvocationRec
 
 
 class Recorder:
-    def __init__(self, store: InvocationLog, app: str = "", *, echo: bool = False) -> None:
+    def __init__(self, store: InvocationLog, app: str = "", *, echo: str = "none") -> None:
+        """`echo`: which invocations also go to the structured log on stderr: "all" (squall
+        dev), "errors" (squall run: failures and their output) or "none"."""
         self.store = store
         self.app = app
         self.echo = echo
@@ -44,7 +46,7 @@ class Recorder:
     def add(self, result: InvocationResult, trigger: str) -> None:
         row = to_record(self.app, result, trigger)
         self._rows.append(row)
-        if self.echo:
+        if self.echo == "all" or (self.echo == "errors" and row.status != "ok"):
             self._echo(row)
         if self._wakeup is not None and len(self._rows) >= MAX_BATCH:
             self._wakeup.set()
@@ -96,6 +98,7 @@ class Recorder:
             self._task = None
         await self.flush()
         self._executor.shutdown(wait=True)
+
 
     def pending(self) -> list[Any]:
         return list(self._rows)
