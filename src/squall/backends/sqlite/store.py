@@ -84,12 +84,22 @@ class SqliteStore:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    # a row recorded again replaces its output instead of repeating it;
+                    # looked up per batch, so the common case costs one query, not a
+                    # delete per row
+                    again = []
+                    for i in range(0, len(inv), 5000):  # under SQLite's variable limit
+                        ids = [r[0] for r in inv[i:i + 5000]]
+                        marks = ",".join("?" * len(ids))
+                        again += [r[0] for r in self._db.execute(
+                            f"SELECT request_id FROM invocations WHERE request_id IN ({marks})",
+                            ids)]
+                    if again:
+                        self._db.executemany("DELETE FROM logs WHERE request_id = ?",
+                                             [(rid,) for rid in again])
                     self._db.executemany(
                         f"INSERT OR REPLACE INTO invocations ({_COLUMNS}) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inv)
-                    # a row recorded again replaces its output instead of repeating it
-                    self._db.executemany("DELETE FROM logs WHERE request_id = ?",
-                                         [(r.request_id,) for r in rows])
                     if lines:
                         self._db.executemany(
                             "INSERT INTO logs (request_id, app, function, ts, line) "
