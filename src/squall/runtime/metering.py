@@ -42,6 +42,7 @@ class Recorder:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="squall-log")
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
+        self._flush_lock = asyncio.Lock()
 
     def add(self, result: InvocationResult, trigger: str) -> None:
         row = to_record(self.app, result, trigger)
@@ -65,6 +66,7 @@ class Recorder:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -78,15 +80,18 @@ class Recorder:
             await self.flush()
 
     async def flush(self) -> None:
-        rows, self._rows = self._rows, []
-        if not rows:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self.store.record, rows)
-        except Exception as exc:  # keep serving; say so
-            logs.event("invocation log write failed", logging.ERROR, error=str(exc),
-                       rows=len(rows))
+        """Write every row added so far; when this returns they are in the store (also
+        those a concurrent flush had already taken)."""
+        async with self._flush_lock:
+            rows, self._rows = self._rows, []
+            if not rows:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._executor, self.store.record, rows)
+            except Exception as exc:  # keep serving; say so
+                logs.event("invocation log write failed", logging.ERROR, error=str(exc),
+                           rows=len(rows))
 
     async def close(self) -> None:
         if self._task is not None:
