@@ -40,8 +40,17 @@ class LogLine:
     line: str
 
 
+ROW_FIELDS = ("request_id", "app", "function", "trigger", "started_at", "duration_ms",
+              "billed_ms", "memory_mb", "max_memory_mb", "cold", "init_ms", "status",
+              "error_type", "error_message", "logs")
+
+
 class InvocationLog(Protocol):
     def record(self, rows: list[InvocationRecord]) -> None: ...
+
+    def record_rows(self, rows: list[tuple | list]) -> None:
+        """The fast path: rows as plain sequences in ROW_FIELDS order."""
+        ...
 
     def invocations(
         self, app: str, function: str | None = None, *, limit: int = 50,

@@ -22,17 +22,11 @@ import threading
 import msgpack
 
 from ..backends import open_store
-from ..backends.base import InvocationRecord
-
-FIELDS = InvocationRecord.__slots__
-
-
-def to_row(r: InvocationRecord) -> list:
-    return [getattr(r, f) for f in FIELDS]
 
 
 class ProcessLogSink:
-    """`record(rows)` sends rows to a writer process (started on first use)."""
+    """`record_packed(rows, n)` sends n msgpack-encoded rows (ROW_FIELDS order) to a writer
+    process, started on first use, and returns once they are in the store."""
 
     def __init__(self, store_url: str) -> None:
         self.store_url = store_url
@@ -53,10 +47,11 @@ class ProcessLogSink:
         if proc.stdout.read(1) != b".":
             raise BrokenPipeError("the log writer exited")
 
-    def record(self, rows: list[InvocationRecord]) -> None:
-        if not rows:
+    def record_packed(self, rows: bytes, count: int) -> None:
+        if not count:
             return
-        data = msgpack.packb([to_row(r) for r in rows], use_bin_type=True)
+        packer = msgpack.Packer(use_bin_type=True)
+        data = packer.pack_array_header(count) + rows  # one msgpack array: the batch
         with self._lock:
             try:
                 self._send(self._ensure(), data)
@@ -95,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             unpacker.feed(chunk)
             for batch in unpacker:  # the sender waits for each batch's acknowledgement
-                store.record([InvocationRecord(*r) for r in batch])
+                store.record_rows(batch)
                 os.write(1, b".")
     finally:
         store.close()

@@ -58,8 +58,10 @@ class Pending:
 class WorkerConn(asyncio.Protocol):
     """The supervisor's end of one worker."""
 
-    def __init__(self, pool: FunctionPool, sock: socket.socket, log_fd: int) -> None:
+    def __init__(self, pool: FunctionPool, sock: socket.socket, log_fd: int,
+                 on_demand: bool = True) -> None:
         self.pool = pool
+        self.on_demand = on_demand  # forked for a waiting request (not provisioned ahead)
         self.sock = sock
         self.log_fd = log_fd
         self.transport: asyncio.Transport | None = None
@@ -105,9 +107,10 @@ class WorkerConn(asyncio.Protocol):
     # -- requests ------------------------------------------------------------------
 
     def submit(self, pending: Pending) -> None:
-        # the request that a new worker was forked for waits for its init: a cold start.
-        # A provisioned (pre-forked, already ready) worker's first request is warm.
-        pending.cold = self.next_id == 0 and not self.ready
+        # the request a worker was forked for waits for its init: a cold start (even if
+        # READY raced ahead of this submit). A provisioned worker's first request is warm
+        # unless it arrives before that worker finished its init.
+        pending.cold = self.next_id == 0 and (self.on_demand or not self.ready)
         self.next_id += 1
         self.inflight.append((self.next_id, pending))
         assert self.transport is not None
@@ -260,14 +263,14 @@ class FunctionPool:
                 slot.set_result(None)
                 return
 
-    async def spawn(self) -> WorkerConn | None:
+    async def spawn(self, on_demand: bool = True) -> WorkerConn | None:
         self.starting += 1
         try:
             sock, log_fd = await self.runtime.zygote_fork(self.cfg.name)
             loop = asyncio.get_running_loop()
             sock.setblocking(False)
             _, conn = await loop.create_unix_connection(
-                lambda: WorkerConn(self, sock, log_fd), sock=sock
+                lambda: WorkerConn(self, sock, log_fd, on_demand), sock=sock
             )
         finally:
             self.starting -= 1

@@ -192,7 +192,7 @@ class Runtime:
 
     async def _provision(self, pool: FunctionPool) -> None:
         try:
-            await pool.spawn()
+            await pool.spawn(on_demand=False)
         except Exception as exc:  # the zygote went away; the next call reports it
             logs.event("could not start a provisioned worker", logging.ERROR,
                        function=pool.cfg.name, error=str(exc))

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from ..base import InvocationRecord, LogLine, StoreError
+from ..base import ROW_FIELDS, InvocationRecord, LogLine, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
@@ -67,18 +67,21 @@ class SqliteStore:
         self._lock = threading.Lock()
 
     def record(self, rows: list[InvocationRecord]) -> None:
+        self.record_rows([[getattr(r, f) for f in ROW_FIELDS] for r in rows])
+
+    def record_rows(self, rows: list[tuple | list]) -> None:
+        """Rows in ROW_FIELDS order (durations are rounded here, off the request path)."""
         if not rows:
             return
         inv = [
-            (r.request_id, r.app, r.function, r.trigger, r.started_at, r.duration_ms, r.billed_ms,
-             r.memory_mb, r.max_memory_mb, int(r.cold), r.init_ms, r.status, r.error_type,
-             r.error_message)
+            (r[0], r[1], r[2], r[3], r[4], round(r[5], 3), r[6], r[7], r[8], int(r[9]),
+             round(r[10], 3) if r[10] is not None else None, r[11], r[12], r[13])
             for r in rows
         ]
         lines = [
-            (r.request_id, r.app, r.function, r.started_at, line)
-            for r in rows if r.logs
-            for line in r.logs.rstrip("\n").split("\n")
+            (r[0], r[1], r[2], r[4], line)
+            for r in rows if r[14]
+            for line in r[14].rstrip("\n").split("\n")
         ]
         try:
             with self._lock:
