@@ -7,14 +7,17 @@ it by PID.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -105,6 +108,18 @@ def idle_check(seconds: float = 1.0) -> dict[str, Any]:
     return {"loadavg": loadavg(), "busy_pct": round(100.0 * busy / (wall * ncpu), 1)}
 
 
+def wait_quiet(max_wait_s: float, busy_below_pct: float = 15.0) -> dict[str, Any]:
+    """Wait (bounded) until the box's CPU use over one second is under the threshold.
+    Returns the last check; the caller records it either way."""
+    deadline = time.monotonic() + max_wait_s
+    check = idle_check()
+    while check["busy_pct"] >= busy_below_pct and time.monotonic() < deadline:
+        log(f"box busy ({check['busy_pct']}% CPU, loadavg {check['loadavg']}); waiting")
+        time.sleep(2.0)
+        check = idle_check()
+    return check
+
+
 def machine_info() -> dict[str, Any]:
     model = ""
     try:
@@ -189,6 +204,42 @@ def tree_cpu_delta(pid: int, before: dict[int, float], after: dict[int, float]) 
     return TreeCpu(root=root, children=kids, nprocs=len(after))
 
 
+def own_tree_cpu() -> float:
+    """CPU seconds used by this process, its live descendants, and every child any of them
+    has reaped (the kernel's cutime/cstime): everything we started, whether alive or not."""
+    import psutil
+
+    def total(p: "psutil.Process") -> float:
+        t = p.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    me = psutil.Process()
+    out = total(me)
+    for child in me.children(recursive=True):
+        try:
+            out += total(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+class NoiseWindow:
+    """How much CPU the rest of the box used over a window: all busy CPU (/proc/stat)
+    minus our own process tree. Tick-based accounting makes it good to a few percent."""
+
+    def start(self) -> None:
+        self.window = CpuWindow()
+        self.ours0 = own_tree_cpu()
+        self.window.start()
+
+    def stop(self) -> dict[str, float]:
+        wall, busy = self.window.stop()
+        ours = own_tree_cpu() - self.ours0
+        cap = wall * (os.cpu_count() or 1)
+        return {"box_busy_pct": 100.0 * busy / cap,
+                "other_cpu_pct": 100.0 * max(0.0, busy - ours) / cap}
+
+
 def end_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     """SIGTERM our own child by PID, wait, then SIGKILL it if it is still there."""
     if proc.poll() is not None:
@@ -199,6 +250,67 @@ def end_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(grace_s)
+
+
+# -- the code under test ---------------------------------------------------------------
+
+def src_fingerprint(src_root: Path | None = None) -> dict[str, Any]:
+    """Which Squall is measured: git HEAD, whether src/ differs from it, and a hash of the
+    package's files where Python finds them (src/ through the editable install, a
+    snapshot, or whatever PYTHONPATH names)."""
+    if src_root is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("squall")
+        src_root = Path(spec.origin).parent.parent if spec and spec.origin else REPO / "src"
+    h = hashlib.sha1()
+    for p in sorted((src_root / "squall").rglob("*.py")):
+        h.update(str(p.relative_to(src_root)).encode())
+        h.update(p.read_bytes())
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"git_head": git("rev-parse", "--short", "HEAD"),
+            "src_dirty_vs_head": bool(git("status", "--porcelain", "--", "src")),
+            "src_ref": None,
+            "src_sha1": h.hexdigest()[:12], "src_root": str(src_root)}
+
+
+def snapshot_src(ref: str | None = None) -> Path:
+    """Copy src/ (the working tree, or git commit `ref`) to a temporary directory and put
+    it first on the import path, for this process and every process it starts
+    (PYTHONPATH), so that edits other engineers make to src/ during a run cannot mix two
+    versions of Squall into one result. Call before anything imports squall. Returns the
+    copy's src directory. $SQUALL_BENCH_SRC_REF is the default `ref` (for the profilers)."""
+    if "squall" in sys.modules:
+        raise RuntimeError("snapshot_src() must run before squall is imported")
+    ref = ref or os.environ.get("SQUALL_BENCH_SRC_REF") or None
+    tmp = Path(tempfile.mkdtemp(prefix="squall-bench-src-"))
+    if ref:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref, "src"], cwd=REPO,
+                                 capture_output=True, timeout=60)
+        if archive.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"git archive {ref} src failed: {archive.stderr.decode()[-300:]}")
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True,
+                       timeout=60)
+    else:
+        shutil.copytree(REPO / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    src = tmp / "src"
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src) + (os.pathsep + old if old else "")
+    sys.path.insert(0, str(src))
+    return src
+
+
+def drop_snapshot(src: Path | None) -> None:
+    if src is not None:
+        shutil.rmtree(src.parent, ignore_errors=True)
 
 
 # -- output ------------------------------------------------------------------------------
@@ -243,10 +355,10 @@ def print_table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
         return
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     for r in cells:
         table.add_row(*r)
-    Console(width=max(120, sum(len(h) + 3 for h in headers) + 20)).print(table)
+    Console(width=220).print(table)
 
 
 def log(msg: str) -> None:

@@ -9,6 +9,7 @@ The fresh-interpreter peer imports this same module and calls `handler` directly
 
 import decimal
 import email
+import email.charset
 import http.client
 import json
 import uuid
@@ -25,7 +26,7 @@ def handler(event, ctx=None):
         "id": str(uuid.uuid4()),
         "total": str(amount * 2),
         "status": http.client.responses[http.client.OK],
-        "mime": email.message_from_string("Content-Type: text/plain\n\nhi").get_content_type(),
+        "charset": email.charset.Charset("utf-8").output_charset,
         "echo": json.loads(json.dumps(event)),
     }
 
