@@ -48,6 +48,25 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class Prepared:
+    """Objects every worker needs, built once in the zygote before it forks: the stdio
+    wrappers over fds 1 and 2 (pointed at the log memfd after the fork), the logging
+    handler and its request-id filter."""
+
+    def __init__(self) -> None:
+        self.stdout = _stream(1)
+        self.stderr = _stream(2)
+        self.log_filter = _RequestIdFilter()
+        self.handler = logging.StreamHandler(self.stderr)
+        self.handler.setFormatter(logging.Formatter(_LOG_FORMAT.rstrip("\n"),
+                                                    "%Y-%m-%dT%H:%M:%S"))
+        self.handler.addFilter(self.log_filter)
+
+
+def prepare() -> Prepared:
+    return Prepared()
+
+
 class _WorkerInvoker:
     """`app.invoke`/`app.send` inside a worker: a CALL frame to the supervisor, then wait."""
 
@@ -86,7 +105,8 @@ class NestedInvokeError(RuntimeError):
 
 
 class Worker:
-    def __init__(self, app: App, fn: Function, sock: socket.socket, log_fd: int) -> None:
+    def __init__(self, app: App, fn: Function, sock: socket.socket, log_fd: int,
+                 prepared: Prepared | None = None) -> None:
         self.app = app
         self.fn = fn
         self.sock = sock
@@ -99,7 +119,8 @@ class Worker:
         self.invocations = 0
         self.init_ms = 0.0
         self.limit_kb = fn.config.memory_mb * 1024
-        self.log_filter = _RequestIdFilter()
+        self.prepared = prepared or Prepared()
+        self.log_filter = self.prepared.log_filter
 
     # -- set-up after fork -----------------------------------------------------------
 
@@ -122,15 +143,12 @@ class Worker:
         # fd 1 and 2 -> the log memfd, shared offset; Python's streams rebuilt over them
         os.dup2(self.log_fd, 1)
         os.dup2(self.log_fd, 2)
-        sys.stdout = _stream(1)
-        sys.stderr = _stream(2)
+        sys.stdout = self.prepared.stdout
+        sys.stderr = self.prepared.stderr
         root = logging.getLogger()
         for h in list(root.handlers):
             root.removeHandler(h)
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_LOG_FORMAT.rstrip("\n"), "%Y-%m-%dT%H:%M:%S"))
-        handler.addFilter(self.log_filter)
-        root.addHandler(handler)
+        root.addHandler(self.prepared.handler)
         logging.Formatter.converter = time.gmtime
         self.app.bind(_WorkerInvoker(self))
         self.init_ms = (time.monotonic() - t_request) * 1000.0
@@ -234,7 +252,8 @@ class Worker:
                 os._exit(1)
 
 
-def run_worker(app: App, fn: Function, sock_fd: int, log_fd: int, t_request: float) -> None:
+def run_worker(app: App, fn: Function, sock_fd: int, log_fd: int, t_request: float,
+               prepared: Prepared | None = None) -> None:
     """Entry point in the forked child; never returns."""
     code = 0
     try:
@@ -242,7 +261,7 @@ def run_worker(app: App, fn: Function, sock_fd: int, log_fd: int, t_request: flo
             signal.signal(sig, signal.SIG_DFL)
         sock = socket.socket(fileno=sock_fd)
         sock.setblocking(True)
-        worker = Worker(app, fn, sock, log_fd)
+        worker = Worker(app, fn, sock, log_fd, prepared)
         worker.setup(t_request)
         worker.serve()
     except BaseException:  # pragma: no cover - reported through the log memfd

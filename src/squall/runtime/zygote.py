@@ -27,16 +27,21 @@ import msgpack
 
 from . import protocol as P
 from .loader import load_app
-from .worker import run_worker
+from .worker import prepare, run_worker
 
 _PR_SET_PDEATHSIG = 1
 
 
+_prctl = None  # looked up once in the zygote; a forked child only calls it
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL us when our parent dies (no orphans left behind)."""
+    global _prctl
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if _prctl is None:
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - non-Linux
         pass
 
@@ -64,6 +69,7 @@ def serve(ctrl: socket.socket, app_ref: str) -> int:
     except BaseException as exc:  # noqa: BLE001 - any import failure is reported
         _send(ctrl, [P.LOAD_ERROR, f"{type(exc).__name__}: {exc}", traceback.format_exc()])
         return 3
+    prepared = prepare()  # what every worker needs, built once instead of after each fork
     gc.collect()
     gc.freeze()  # keep the collector from dirtying copy-on-write pages in workers
     wake_r, wake_w = os.pipe()
@@ -115,7 +121,7 @@ def serve(ctrl: socket.socket, app_ref: str) -> int:
             os.close(wake_w)
             ctrl.close()
             die_with_parent()
-            run_worker(app, fn, fds[0], fds[1], t_request)
+            run_worker(app, fn, fds[0], fds[1], t_request, prepared)
         for fd in fds:
             os.close(fd)
 
