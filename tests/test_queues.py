@@ -59,6 +59,7 @@ def test_partial_failure_retries_only_failed_items_then_dead_letters(client):
     assert dead.message_id == poison and dead.receive_count == 3
     assert dead.dead_letter_reason == "max_receive" and dead.source_queue == "orders"
     assert "partial batch failure" in dead.last_error
+    assert dead.trace and dead.trace.startswith("00-")  # a W3C traceparent, kept to the DLQ
     assert json.loads(dead.body) == {"poison": True}
     assert client.queue_stats("orders").total == 0
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..backends.broker import ArchivedEvent, MessageTooLarge, OutMessage, QueueBroker
 from ..config import DEFAULT_MAX_MESSAGE_BYTES, FunctionConfig, RuleConfig, Subscription
 from ..events import bus
+from ..events.envelope import new_traceparent
 from ..events import topic as topic_events
 from ..events.patterns import compile_pattern
 from .events import EventConsumer
@@ -306,7 +307,7 @@ class Messaging:
                 raise MessageTooLarge(queue, len(body), limit)
             out.append(OutMessage(body=body, attributes=dict(m.get("attributes") or {}),
                                   dedup_key=m.get("dedup_key"), delay_s=m.get("delay_s") or 0.0,
-                                  trace=m.get("trace")))
+                                  trace=m.get("trace") or new_traceparent()))
         return await self.broker.send(queue, out)
 
     async def drain(self, max_rounds: int = 1000) -> BatchOutcome:
