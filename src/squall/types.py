@@ -63,6 +63,7 @@ class Context:
         "identity",
         "client_context",
         "tenant_id",
+        "trace_parent",
     )
 
     def __init__(
@@ -88,6 +89,7 @@ class Context:
         self.identity = None
         self.client_context = None
         self.tenant_id = None
+        self.trace_parent: str | None = None  # W3C traceparent of this invocation
 
     # AWS Lambda names
     @property

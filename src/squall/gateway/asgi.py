@@ -113,9 +113,14 @@ class Gateway:
             request_id=rid,
         )
         try:
+            trace = None
+            for k, v in headers:
+                if k == "traceparent":
+                    trace = v
+                    break
             result = await self.invoker.invoke(
-                match.target.function, "http", http_request_to_wire(request), request_id=rid
-            )
+                match.target.function, "http", http_request_to_wire(request), request_id=rid,
+                trace=trace)
         except Exception as exc:  # the runtime could not run it at all
             logs.event("invocation could not start", logging.ERROR, request_id=rid,
                        function=match.target.function, error=f"{type(exc).__name__}: {exc}")

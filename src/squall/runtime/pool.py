@@ -43,7 +43,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 class Pending:
     """One request on its way through the pool."""
 
-    __slots__ = ("request_id", "kind", "payload", "future", "t_enqueued", "started_at", "cold")
+    __slots__ = ("request_id", "kind", "payload", "future", "t_enqueued", "started_at", "cold",
+                 "trace")
 
     def __init__(self, request_id: str, kind: str, payload: Any, future: asyncio.Future) -> None:
         self.request_id = request_id
@@ -53,6 +54,7 @@ class Pending:
         self.t_enqueued = time.monotonic()
         self.started_at = 0.0
         self.cold = False  # this request waited for its worker's init
+        self.trace: str | None = None  # the caller's W3C traceparent, if any
 
 
 class WorkerConn(asyncio.Protocol):
@@ -115,7 +117,7 @@ class WorkerConn(asyncio.Protocol):
         self.inflight.append((self.next_id, pending))
         assert self.transport is not None
         self.transport.write(P.pack([P.INVOKE, self.next_id, pending.request_id, pending.kind,
-                                     pending.payload]))
+                                     pending.payload, pending.trace]))
         if self.ready and len(self.inflight) == 1:
             self._start_head()
 

@@ -12,7 +12,7 @@ zygote -> supervisor
     [LOAD_ERROR, message, trace]    once, instead of MANIFEST, then the zygote exits
     [EXITED, pid, wait_status]      whenever a worker exits
 supervisor -> worker
-    [INVOKE, id, request_id, kind, payload]
+    [INVOKE, id, request_id, kind, payload, traceparent]
     [CALL_REPLY, call_id, ok, value]
 worker -> supervisor
     [READY, pid, init_ms]

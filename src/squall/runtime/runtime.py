@@ -209,7 +209,8 @@ class Runtime:
         return cfg
 
     async def invoke(
-        self, function: str, kind: str, payload: Any, *, request_id: str | None = None
+        self, function: str, kind: str, payload: Any, *, request_id: str | None = None,
+        trace: str | None = None,
     ) -> InvocationResult:
         """Run one invocation to completion. `payload`: JSON text (event) or wire HTTP request."""
         pool = self.pools.get(function)
@@ -218,6 +219,7 @@ class Runtime:
         rid = request_id or str(uuid.uuid4())
         future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
         pending = Pending(rid, kind, payload, future)
+        pending.trace = trace
         started_wall = time.time()
         try:
             await pool.submit(pending)
@@ -263,8 +265,9 @@ class Runtime:
         return await service(payload)
 
     async def _service_invoke(self, payload: Any) -> Any:
-        function, data_json = payload
-        result = await self.invoke(function, P.KIND_EVENT, data_json)
+        function, data_json, *rest = payload
+        result = await self.invoke(function, P.KIND_EVENT, data_json,
+                                   trace=rest[0] if rest else None)
         if not result.ok:
             raise ServiceError(result.error_payload())
         return result.value

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from ..app import App, Function
+from ..events.envelope import child_traceparent
 from ..types import Context
 from . import protocol as P
 from .adapters import HandlerFailure, call
@@ -73,27 +74,47 @@ class _WorkerInvoker:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
+    def _child(self) -> str:
+        """A traceparent for work this invocation starts: same trace, new span."""
+        return _child_span(self.worker.trace)
+
     def invoke(self, function: str, data: Any) -> Any:
-        value = self.worker.call("invoke", [function, json.dumps(data)])
+        value = self.worker.call("invoke", [function, json.dumps(data), self._child()])
         return json.loads(value) if value else None
 
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+        for m in messages:
+            m.setdefault("trace", self._child())
         return self.worker.call("send", [queue, messages])
 
     def invoke_async(self, function: str, body: str) -> str:
-        return self.worker.call("invoke_async", [function, body])
+        return self.worker.call("invoke_async", [function, body, self._child()])
 
     def publish(self, entry_json: str) -> str:
-        return self.worker.call("publish", entry_json)
+        return self.worker.call("publish", _with_trace(entry_json, self._child()))
 
     def notify(self, message_json: str) -> str:
-        return self.worker.call("notify", message_json)
+        return self.worker.call("notify", _with_trace(message_json, self._child()))
 
     def idempotency(self, op: str, args: list[Any]) -> Any:
         return self.worker.call("idempotency", [op, args])
 
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         return self.worker.call("put_records", [stream, items])
+
+
+def _child_span(trace: str | None) -> str:
+    """Same trace, new span; a missing or malformed parent starts a new trace."""
+    try:
+        return child_traceparent(trace)
+    except ValueError:
+        return child_traceparent(None)
+
+
+def _with_trace(doc_json: str, trace: str) -> str:
+    doc = json.loads(doc_json)
+    doc.setdefault("traceparent", trace)
+    return json.dumps(doc)
 
 
 class NestedInvokeError(RuntimeError):
@@ -117,6 +138,7 @@ class Worker:
         self.next_call = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.invocations = 0
+        self.trace: str | None = None
         self.init_ms = 0.0
         self.limit_kb = fn.config.memory_mb * 1024
         self.prepared = prepared or Prepared()
@@ -212,13 +234,15 @@ class Worker:
             frame = self.pending.popleft()
             if frame[0] != P.INVOKE:
                 continue
-            _, fid, request_id, kind, payload = frame
+            _, fid, request_id, kind, payload, trace = frame
+            self.trace = _child_span(trace)  # this invocation's span in the trace
             cold = self.invocations == 0
             self.invocations += 1
             ctx = Context(
                 request_id=request_id, function_name=cfg.name, app_name=self.app.name,
                 memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold,
             )
+            ctx.trace_parent = self.trace
             self.log_filter.request_id = request_id
             status, value, etype, emsg, stack = P.OK, None, None, None, None
             exit_after = False

@@ -76,7 +76,8 @@ class EventConsumer(QueueConsumer):
             return await self._give_up(d, "EventAgeExceeded", None,
                                        f"older than max_event_age_s={t.max_age_s:g} s")
         try:
-            result = await self.invoke(self.cfg.name, "event", d.body.decode("utf-8"))
+            result = await self.invoke(self.cfg.name, "event", d.body.decode("utf-8"),
+                                       trace=d.trace)
         except Exception as exc:  # could not run at all (e.g. an unknown function)
             return await self._give_up(d, "RetriesExhausted", None,
                                        f"{type(exc).__name__}: {exc}")

@@ -88,7 +88,7 @@ class Messaging:
             out[c.trigger.dead_letter_queue] = c.trigger.max_message_bytes
         return out
 
-    async def invoke_async(self, function: str, body: str) -> str:
+    async def invoke_async(self, function: str, body: str, trace: str | None = None) -> str:
         """Queue an asynchronous invocation; returns its request id once durable."""
         cfg = self.configs.get(function)
         if cfg is None or cfg.kind != "function":
@@ -99,7 +99,8 @@ class Messaging:
         data = body.encode()
         if len(data) > DEFAULT_MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"_async.{function}", len(data), DEFAULT_MAX_MESSAGE_BYTES)
-        (mid,) = await self.broker.send(f"_async.{function}", [OutMessage(body=data)])
+        (mid,) = await self.broker.send(f"_async.{function}",
+                                        [OutMessage(body=data, trace=trace or new_traceparent())])
         return mid
 
     # -- streams ---------------------------------------------------------------------
@@ -118,7 +119,7 @@ class Messaging:
     # -- the event bus -------------------------------------------------------------
 
     def _route(self, event: dict[str, Any], only_rule: str | None,
-               batches: dict[str, list[OutMessage]]) -> int:
+               batches: dict[str, list[OutMessage]], trace: str | None = None) -> int:
         """Add the deliveries of `event` to every matching rule's targets; count matches."""
         matched = 0
         for rule, pattern in self.rules:
@@ -135,7 +136,8 @@ class Messaging:
                 queue = f"_async.{name}" if kind == "function" else name
                 batches.setdefault(queue, []).append(
                     OutMessage(body=body, attributes={"rule": rule.name,
-                                                      "event_id": event["id"]}))
+                                                      "event_id": event["id"]},
+                               trace=trace))
         return matched
 
     async def publish(self, entry_json: str) -> str:
@@ -153,7 +155,7 @@ class Messaging:
         if len(body.encode()) > DEFAULT_MAX_MESSAGE_BYTES:
             raise MessageTooLarge("bus", len(body.encode()), DEFAULT_MAX_MESSAGE_BYTES)
         batches: dict[str, list[OutMessage]] = {}
-        self._route(event, None, batches)
+        self._route(event, None, batches, entry.get("traceparent") or new_traceparent())
         archived = ArchivedEvent(entry.get("archive_key") or event["id"], self.clock(),
                                  event["source"], event["detail-type"], body)
         await self.broker.publish([archived], batches)
@@ -209,6 +211,7 @@ class Messaging:
         matches, in one durable write. Returns the message id."""
         req = json.loads(message_json)
         topic, message = req["topic"], req["message"]
+        trace = req.get("traceparent") or new_traceparent()
         subject, attributes = req.get("subject"), req.get("attributes") or {}
         subs = [(s, f) for s, f in self.subscriptions if s.topic == topic]
         if not subs and topic not in self.topics:
@@ -232,11 +235,12 @@ class Messaging:
                     event = topic_events.native_event(topic, message_id, message, subject,
                                                       attributes, note["Timestamp"])
                 batches.setdefault(f"_async.{name}", []).append(
-                    OutMessage(body=json.dumps(event).encode(), attributes={"topic": topic}))
+                    OutMessage(body=json.dumps(event).encode(), attributes={"topic": topic},
+                               trace=trace))
             else:
                 body = note["Message"] if sub.raw else json.dumps(note)
                 batches.setdefault(name, []).append(
-                    OutMessage(body=body.encode(), attributes={"topic": topic}))
+                    OutMessage(body=body.encode(), attributes={"topic": topic}, trace=trace))
         if batches:
             await self.broker.send_many(batches)
         return message_id

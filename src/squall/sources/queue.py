@@ -141,7 +141,8 @@ class QueueConsumer:
         if not live:
             return BatchOutcome(dead_lettered=dead)
         try:
-            result = await self.invoke(self.cfg.name, "event", batch_payload(self.queue, live))
+            result = await self.invoke(self.cfg.name, "event", batch_payload(self.queue, live),
+                                       trace=live[0].trace)
         except Exception as exc:  # the runtime could not run it at all
             result = None
             error = f"{type(exc).__name__}: {exc}"

@@ -145,7 +145,8 @@ class TestClient:
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
-                "invoke_async": lambda f, b: self._loop.run(self.messaging.invoke_async(f, b)),
+                "invoke_async": lambda f, b, t=None: self._loop.run(
+                    self.messaging.invoke_async(f, b, t)),
                 "publish": lambda e: self._loop.run(self.messaging.publish(e)),
                 "notify": lambda m: self._loop.run(self.messaging.notify(m)),
                 "idempotency": lambda op, a: self._loop.run(self.messaging.idempotency(op, a)),

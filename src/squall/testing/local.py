@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ..app import App
 from ..runtime import protocol as P
 from ..runtime.adapters import HandlerFailure, call, http_response_from_wire
+from ..runtime.worker import _child_span, _with_trace
 from ..types import Context, InvocationResult
 
 _local = threading.local()
@@ -126,13 +127,16 @@ class _Binding:
         self.invoker = invoker
 
     def invoke(self, function: str, data: Any) -> Any:
-        result = self.invoker.run(function, P.KIND_EVENT, json.dumps(data), str(uuid.uuid4()))
+        result = self.invoker.run(function, P.KIND_EVENT, json.dumps(data), str(uuid.uuid4()),
+                                  _child_span(getattr(_local, "trace", None)))
         self.invoker.record(result, P.KIND_EVENT)
         if not result.ok:
             raise NestedInvokeError(result.error_payload())
         return result.output
 
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+        for m in messages:
+            m.setdefault("trace", _child_span(getattr(_local, "trace", None)))
         service = self.invoker.services.get("send")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
@@ -144,21 +148,21 @@ class _Binding:
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": "async invocation is not available here"})
-        return service(function, body)
+        return service(function, body, _child_span(getattr(_local, "trace", None)))
 
     def publish(self, entry_json: str) -> str:
         service = self.invoker.services.get("publish")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": "the event bus is not available here"})
-        return service(entry_json)
+        return service(_with_trace(entry_json, _child_span(getattr(_local, "trace", None))))
 
     def notify(self, message_json: str) -> str:
         service = self.invoker.services.get("notify")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": "topics are not available here"})
-        return service(message_json)
+        return service(_with_trace(message_json, _child_span(getattr(_local, "trace", None))))
 
     def idempotency(self, op: str, args: list[Any]) -> Any:
         return self.invoker.services["idempotency"](op, args)
@@ -201,7 +205,8 @@ class LocalInvoker:
         if self.on_result is not None:
             self.on_result(result, kind)
 
-    def run(self, function: str, kind: str, payload: Any, request_id: str) -> InvocationResult:
+    def run(self, function: str, kind: str, payload: Any, request_id: str,
+            trace: str | None = None) -> InvocationResult:
         """One invocation on the calling thread."""
         fn = self.app.functions.get(function)
         if fn is None:
@@ -211,9 +216,12 @@ class LocalInvoker:
         self.warm.add(function)
         ctx = Context(request_id=request_id, function_name=cfg.name, app_name=self.app.name,
                       memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold)
+        ctx.trace_parent = _child_span(trace)
         _ensure_tee()
-        outer = getattr(_local, "buffer", None), getattr(_local, "request_id", None)
-        _local.buffer, _local.request_id = io.StringIO(), request_id
+        outer = (getattr(_local, "buffer", None), getattr(_local, "request_id", None),
+                 getattr(_local, "trace", None))
+        _local.buffer, _local.request_id, _local.trace = io.StringIO(), request_id, \
+            ctx.trace_parent
         status, value, etype, emsg, stack = P.OK, None, None, None, None
         t_wall, t0 = time.time(), time.perf_counter()
         try:
@@ -225,7 +233,7 @@ class LocalInvoker:
         finally:
             duration_ms = (time.perf_counter() - t0) * 1000.0
             logs = _local.buffer.getvalue()
-            _local.buffer, _local.request_id = outer
+            _local.buffer, _local.request_id, _local.trace = outer
         if status == P.OK and kind == P.KIND_HTTP:
             value = http_response_from_wire(value)
         return InvocationResult(
@@ -237,13 +245,14 @@ class LocalInvoker:
         )
 
     async def invoke(self, function: str, kind: str, payload: Any, *,
-                     request_id: str | None = None) -> InvocationResult:
+                     request_id: str | None = None, trace: str | None = None) -> InvocationResult:
         rid = request_id or str(uuid.uuid4())
         fn = self.app.functions.get(function)
         if fn is None:
             raise LookupError(f"app {self.app.name!r} has no function {function!r}")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self.run, function, kind, payload, rid)
+        future = loop.run_in_executor(self._executor, self.run, function, kind, payload, rid,
+                                      trace)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), fn.config.timeout_s)
         except asyncio.TimeoutError:
