@@ -148,3 +148,16 @@ def test_isolated_workers_send_through_the_supervisor():
         assert r2.ok, r2.error_message
         assert client.drain().succeeded == 4
         assert "order 42 attempt 1" in client.logs("handle_orders")
+
+
+def test_a_queue_message_is_a_cloudevent(client):
+    from squall.events.envelope import to_json
+    from squall.events.queue import QueueMessage
+
+    m = QueueMessage(id="m1", body='{"a": 1}', queue="orders", sent_at=1_750_000_000.0,
+                     trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    ce = to_json(m.cloudevent)
+    assert ce["specversion"] == "1.0" and ce["id"] == "m1"
+    assert ce["source"] == "/squall/queues/orders" and ce["type"] == "squall.queue.message"
+    assert ce["data"] == {"a": 1} and ce["traceparent"].startswith("00-aaa")
+    assert ce["time"].startswith("2025-06-15T")

@@ -14,7 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+
+from .envelope import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,18 @@ class QueueMessage:
     def data(self) -> Any:
         """The body parsed as JSON (what `app.send` put in)."""
         return json.loads(self.body)
+
+    @property
+    def cloudevent(self) -> Event:
+        """This message as a CloudEvents 1.0 event (the trace as `traceparent`)."""
+        try:
+            data: Any = self.data
+        except ValueError:
+            data = self.body
+        return Event(id=self.id, source=f"/squall/queues/{self.queue}",
+                     type="squall.queue.message",
+                     time=datetime.fromtimestamp(self.sent_at, timezone.utc), data=data,
+                     extensions={"traceparent": self.trace} if self.trace else {})
 
 
 @dataclass(frozen=True, slots=True)

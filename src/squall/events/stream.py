@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
+
+from .envelope import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +22,13 @@ class StreamRecord:
     @property
     def data(self) -> Any:
         return json.loads(self.body)
+
+    def cloudevent(self, stream: str) -> Event:
+        """This record as a CloudEvents 1.0 event (partition key as `partitionkey`)."""
+        return Event(id=self.sequence, source=f"/squall/streams/{stream}",
+                     type="squall.stream.record",
+                     time=datetime.fromtimestamp(self.arrival, timezone.utc), data=self.data,
+                     extensions={"partitionkey": self.partition_key})
 
 
 def native_records(payload: dict[str, Any]) -> list[StreamRecord]:
