@@ -73,31 +73,24 @@ def _failure(exc: BaseException) -> HandlerFailure:
     return HandlerFailure(type(exc).__name__, str(exc), stack)
 
 
-def _call_queue(fn: Function, data: Any, ctx: Context,
+def _call_batch(fn: Function, data: Any, ctx: Context,
                 loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> str:
-    if not isinstance(data, dict) or "messages" not in data:
-        raise HandlerFailure(
-            "Runtime.InvalidEvent",
-            f"function {fn.name!r} consumes queue {fn.config.queue.queue!r}: invoke it with "
-            '{"queue": ..., "messages": [{"id": ..., "body": ...}]} or send to the queue', [])
-    ids = [m["id"] for m in data["messages"]]
-    arg = queue_events.sqs_event(data) if fn.config.format == "aws-sqs" else \
-        queue_events.native_batch(data)
-    args = (arg, ctx) if fn.takes_context else (arg,)
-    result = _await(fn.handler(*args), loop_factory)
-    return json.dumps({"failed": queue_events.failed_ids(result, ids)})
-
-
-def _call_stream(fn: Function, data: Any, ctx: Context,
-                 loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> str:
-    if not isinstance(data, dict) or "records" not in data:
-        raise HandlerFailure(
-            "Runtime.InvalidEvent",
-            f"function {fn.name!r} consumes stream {fn.config.stream.stream!r}: invoke it with "
-            '{"stream": ..., "records": [...]} or put records on the stream', [])
-    ids = [r["sequence"] for r in data["records"]]
-    arg = stream_events.kinesis_event(data) if fn.config.format == "aws-kinesis" else \
-        stream_events.native_records(data)
+    """A queue batch or stream records: shape them for the handler's format, run it, and
+    normalise its answer to the list of failed ids."""
+    cfg = fn.config
+    if cfg.kind == "queue":
+        items, id_key, aws = "messages", "id", "aws-sqs"
+        to_aws, to_native = queue_events.sqs_event, queue_events.native_batch
+        source = f"queue {cfg.queue.queue!r}", '{"queue": ..., "messages": [{"id": ..., "body": ...}]}'
+    else:
+        items, id_key, aws = "records", "sequence", "aws-kinesis"
+        to_aws, to_native = stream_events.kinesis_event, stream_events.native_records
+        source = f"stream {cfg.stream.stream!r}", '{"stream": ..., "records": [...]}'
+    if not isinstance(data, dict) or items not in data:
+        raise HandlerFailure("Runtime.InvalidEvent", f"function {fn.name!r} consumes "
+                             f"{source[0]}: invoke it with {source[1]} or send to it", [])
+    ids = [m[id_key] for m in data[items]]
+    arg = to_aws(data) if cfg.format == aws else to_native(data)
     args = (arg, ctx) if fn.takes_context else (arg,)
     result = _await(fn.handler(*args), loop_factory)
     return json.dumps({"failed": queue_events.failed_ids(result, ids)})
@@ -134,10 +127,8 @@ def call(
             return http_response_to_wire(response)
         # an event invocation; data arrives and leaves as JSON text
         data = json.loads(payload) if isinstance(payload, str) and payload else None
-        if cfg.kind == "queue":
-            return _call_queue(fn, data, ctx, loop_factory)
-        if cfg.kind == "stream":
-            return _call_stream(fn, data, ctx, loop_factory)
+        if cfg.kind in ("queue", "stream"):
+            return _call_batch(fn, data, ctx, loop_factory)
         args = (data, ctx) if fn.takes_context else (data,)
         result = _await(fn.handler(*args), loop_factory)
         try:

@@ -16,6 +16,7 @@ import msgpack
 
 from ..backends.base import InvocationLog, InvocationRecord
 from ..observe import logs
+from .aio import cancel
 from ..types import InvocationResult
 
 FLUSH_INTERVAL_S = 0.1
@@ -110,13 +111,8 @@ class Recorder:
                            rows=len(rows))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self.flush()
         self._executor.shutdown(wait=True)
 

@@ -18,6 +18,7 @@ from ..observe import logs
 from ..types import InvocationResult
 from . import protocol as P
 from .adapters import http_response_from_wire
+from .aio import cancel
 from .loader import resolve_ref
 from .pool import FunctionPool, Pending, ServiceError, Throttled, WorkerConn
 from .zygote_client import ZygoteClient, ZygoteError
@@ -123,13 +124,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.stopping = True
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            try:
-                await self._housekeeping
-            except asyncio.CancelledError:
-                pass
-            self._housekeeping = None
+        await cancel(self._housekeeping)
+        self._housekeeping = None
         for pool in self.pools.values():
             for w in list(pool.workers):
                 w.kill("shutdown")

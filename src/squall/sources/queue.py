@@ -17,11 +17,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from ..backends.broker import BrokerError, Delivery, QueueBroker
 from ..config import FunctionConfig, QueueTrigger
 from ..observe import logs
+from ..runtime.aio import cancel
 from ..types import InvocationResult
 
 LONG_POLL_S = 20.0
@@ -76,13 +77,8 @@ class QueueConsumer:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._inflight:  # let started batches settle (their invocations are running)
             await asyncio.gather(*self._inflight, return_exceptions=True)
 

@@ -20,6 +20,7 @@ from ..backends.broker import OutMessage, QueueBroker
 from ..config import FunctionConfig
 from ..events.schedule import Schedule, missed_ticks, parse_schedule, scheduled_event
 from ..observe import logs
+from ..runtime.aio import cancel
 
 MAX_SLEEP_S = 60.0  # re-check at least this often (clock jumps, suspend)
 
@@ -87,13 +88,8 @@ class Scheduler:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -16,11 +16,12 @@ import json
 import logging
 import random
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ..backends.broker import BrokerError, OutMessage, QueueBroker, StreamEntry
 from ..config import FunctionConfig
 from ..observe import logs
+from ..runtime.aio import cancel
 from .queue import BatchOutcome, Invoke
 
 LONG_POLL_S = 20.0
@@ -66,13 +67,7 @@ class StreamConsumer:
                        for shard in range(self.trigger.shards)]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        await cancel(*self._tasks)
         self._tasks = []
 
     async def _run(self, shard: int) -> None:
