@@ -50,16 +50,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import json
 import re
-import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any, Literal
+
+from .errors import InvalidEvent
 
 SPECVERSION = "1.0"
 JSON_FORMAT = "application/cloudevents+json"
@@ -70,17 +69,6 @@ CORE_ATTRIBUTES = (
 
 Headers = list[tuple[str, str]]
 Mode = Literal["binary", "structured"]
-
-
-class InvalidEvent(ValueError):
-    """An event, or its JSON or HTTP form, breaks CloudEvents 1.0 (answer HTTP 400)."""
-
-    status = 400
-    code = "bad_request"  # a key of squall.gateway.errors.ERRORS
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # --- attribute values --------------------------------------------------------------------
@@ -526,288 +514,11 @@ def from_json_batch_bytes(body: bytes | str) -> list[Event]:
     return from_json_batch(_loads(body, "the event batch"))
 
 
-# --- HTTP protocol binding ------------------------------------------------------------------
-
-
-def _header_value(value: Any) -> str:
-    """An attribute's canonical string, percent-encoded (space, '"', '%', non-ASCII)."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, bytes):
-        text = base64.b64encode(value).decode("ascii")
-    elif isinstance(value, datetime):
-        text = format_time(value)
-    else:
-        text = str(value)
-    return quote(text, safe=_HEADER_SAFE)
-
-
-def _encode_data(event: Event) -> tuple[bytes, str | None]:
-    """The binary-mode body and Content-Type."""
-    data, content_type = event.data, event.datacontenttype
-    if data is None:
-        return b"", content_type
-    if isinstance(data, bytes):
-        return data, content_type
-    if content_type is None or is_json_content_type(content_type):
-        try:
-            return _dumps(data), content_type or "application/json"
-        except (TypeError, ValueError) as exc:
-            raise InvalidEvent(
-                f"event {event.id!r}: data is not JSON-serialisable: {exc}"
-            ) from None
-    charset = _charset(content_type) or "utf-8"
-    try:
-        return data.encode(charset), content_type
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(
-            f"event {event.id!r}: data cannot be encoded as {charset}, as its "
-            f"datacontenttype {content_type!r} declares: {exc.reason}"
-        ) from None
-
-
-def _charset(content_type: str) -> str | None:
-    charset = _media_type(content_type)[1].get("charset")
-    if charset is None:
-        return None
-    try:
-        codecs.lookup(charset)
-    except LookupError:
-        raise InvalidEvent(
-            f"unknown charset {charset!r} in content type {content_type!r}"
-        ) from None
-    return charset
-
-
-def to_http(event: Event, mode: Mode = "binary") -> tuple[Headers, bytes]:
-    """The event as HTTP headers (lower-case names) and body, in binary or structured mode."""
-    if mode == "structured":
-        return [("content-type", f"{JSON_FORMAT}; charset=utf-8")], to_json_bytes(event)
-    if mode != "binary":
-        raise ValueError(f"mode must be 'binary' or 'structured', got {mode!r}")
-    if (event.datacontenttype or "").lower().lstrip().startswith("application/cloudevents"):
-        raise InvalidEvent(
-            f"event {event.id!r} carries {event.datacontenttype} data, which a receiver "
-            f"would read as the event itself in binary mode; send it in structured mode"
-        )
-    headers: Headers = [
-        ("ce-specversion", event.specversion),
-        ("ce-id", _header_value(event.id)),
-        ("ce-source", _header_value(event.source)),
-        ("ce-type", _header_value(event.type)),
-    ]
-    if event.subject is not None:
-        headers.append(("ce-subject", _header_value(event.subject)))
-    if event.time is not None:
-        headers.append(("ce-time", _header_value(event.time)))
-    if event.dataschema is not None:
-        headers.append(("ce-dataschema", _header_value(event.dataschema)))
-    for name, value in event.extensions.items():
-        headers.append((f"ce-{name}", _header_value(value)))
-    body, content_type = _encode_data(event)
-    if content_type is not None:
-        headers.append(("content-type", content_type))
-    return headers, body
-
-
-def to_http_batch(events: Iterable[Event]) -> tuple[Headers, bytes]:
-    """Events as one HTTP message in batched mode (`application/cloudevents-batch+json`)."""
-    return [("content-type", f"{JSON_BATCH_FORMAT}; charset=utf-8")], to_json_batch_bytes(events)
-
-
-def _header_items(headers: Headers | Mapping[str, str]) -> dict[str, str]:
-    """Header names lower-cased; repeats joined with ',' as HTTP allows."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        name = name.lower()
-        out[name] = f"{out[name]},{value}" if name in out else value
-    return out
-
-
-def _decode_header_value(header: str, value: str) -> str:
-    """Unquote an RFC 7230 quoted-string, then one round of percent-decoding to UTF-8."""
-    value = value.strip(" \t")
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.S)
-    if value.isascii():
-        raw = unquote_to_bytes(value)
-    else:
-        # Servers hand over header bytes as latin-1 text (ASGI does); raw UTF-8 from a
-        # producer that skipped percent-encoding survives that. Text that is already
-        # Unicode (a caller's own dict, or an SDK that does not percent-encode) is kept.
-        try:
-            raw = unquote_to_bytes(value.encode("latin-1"))
-            return raw.decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            raw = unquote_to_bytes(value.encode("utf-8", "surrogatepass"))
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidEvent(
-            f"header {header} is not valid percent-encoded UTF-8: {value!r}"
-        ) from None
-
-
-def _decode_body(body: bytes, content_type: str | None) -> Any:
-    if not body:
-        return None
-    if content_type is None:
-        try:
-            return json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError):
-            return body
-    media = _media_type(content_type)[0]
-    charset = _charset(content_type)
-    if is_json_content_type(media) or charset:
-        try:
-            text = body.decode(charset or "utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidEvent(
-                f"the body is not {charset or 'utf-8'} text as Content-Type "
-                f"{content_type!r} declares: {exc.reason} at byte {exc.start}"
-            ) from None
-        return _loads(text, "the body") if is_json_content_type(media) else text
-    if _is_text(media):
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:  # no charset was promised: keep the bytes as they are
-            return body
-    return body
-
-
-def _is_text(media: str) -> bool:
-    return (
-        media.startswith("text/")
-        or media.endswith("/xml")
-        or media.endswith("+xml")
-        or media in _TEXT_MEDIA_TYPES
-    )
-
-
-def _from_binary(headers: dict[str, str], body: bytes) -> Event:
-    attrs: dict[str, Any] = {}
-    extensions: dict[str, Any] = {}
-    for header, raw in headers.items():
-        if not header.startswith("ce-"):
-            continue
-        name = header[3:]
-        if name == "datacontenttype":
-            raise InvalidEvent(
-                "header ce-datacontenttype must not be sent in binary mode: the data's "
-                "content type goes in Content-Type"
-            )
-        if not _NAME.fullmatch(name):
-            raise InvalidEvent(
-                f"header {header} does not name a CloudEvents attribute: attribute names "
-                f"use only lower-case ASCII letters and digits (a-z, 0-9)"
-            )
-        value = _decode_header_value(header, raw)
-        if name in CORE_ATTRIBUTES:
-            attrs[name] = value
-        else:
-            extensions[name] = value
-    if not attrs and not extensions:
-        raise InvalidEvent(
-            "not a CloudEvent: send ce-specversion, ce-id, ce-source and ce-type headers "
-            f"(binary mode) or Content-Type {JSON_FORMAT} (structured mode)"
-        )
-    for name in ("specversion", "id", "source", "type"):
-        if name not in attrs:
-            raise InvalidEvent(f"missing required header ce-{name}")
-    content_type = headers.get("content-type")
-    data = _decode_body(body, content_type)
-    return Event(datacontenttype=content_type, data=data, extensions=extensions, **attrs)
-
-
-def from_http(headers: Headers | Mapping[str, str], body: bytes | str) -> Event | list[Event]:
-    """An event (binary or structured mode) or a list of events (batched mode).
-
-    The mode comes from Content-Type: `application/cloudevents-batch+json` is a batch,
-    `application/cloudevents+json` a structured event, anything else binary mode. Header
-    names are case-insensitive; a `str` body is taken as UTF-8.
-    """
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    body = bytes(body)
-    items = _header_items(headers)
-    content_type = items.get("content-type")
-    media = _media_type(content_type)[0] if content_type else ""
-    if media.startswith("application/cloudevents-batch"):
-        if media != JSON_BATCH_FORMAT:
-            raise InvalidEvent(
-                f"unsupported CloudEvents batch format {media!r}: Squall reads {JSON_BATCH_FORMAT}"
-            )
-        return from_json_batch_bytes(body)
-    if media.startswith("application/cloudevents"):
-        if media != JSON_FORMAT:
-            raise InvalidEvent(
-                f"unsupported CloudEvents event format {media!r}: Squall reads {JSON_FORMAT}"
-            )
-        return from_json_bytes(body)
-    return _from_binary(items, body)
-
-
-# --- W3C Trace Context ---------------------------------------------------------------------
-
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.S)
-_KNOWN_FLAGS = 0x03  # sampled (level 1) and random trace id (level 2); others are zeroed
-
-
-class TraceParent(NamedTuple):
-    """A parsed `traceparent`: version, trace id, parent (span) id, and the flags byte."""
-
-    version: str
-    trace_id: str
-    parent_id: str
-    flags: int
-
-    @property
-    def sampled(self) -> bool:
-        return bool(self.flags & 0x01)
-
-
-def parse_traceparent(value: str) -> TraceParent:
-    """Parse and validate a W3C `traceparent` (version 00, or a later one's first fields)."""
-    if not isinstance(value, str):
-        raise InvalidEvent(f"traceparent must be a string, got {type(value).__name__}")
-    m = _TRACEPARENT.fullmatch(value.strip(" \t"))
-    if m is None:
-        raise InvalidEvent(
-            f"traceparent {value!r} is not a W3C Trace Context value: expected "
-            f"00-<32 lower-case hex trace id>-<16 lower-case hex parent id>-<2 hex flags>"
-        )
-    version, trace_id, parent_id, flags, rest = m.groups()
-    if version == "ff":
-        raise InvalidEvent(f"traceparent {value!r} has version ff, which W3C forbids")
-    if version == "00" and rest is not None:
-        raise InvalidEvent(f"traceparent {value!r} has fields after the flags; version 00 has four")
-    if trace_id == "0" * 32:
-        raise InvalidEvent(f"traceparent {value!r} has an all-zero trace id")
-    if parent_id == "0" * 16:
-        raise InvalidEvent(f"traceparent {value!r} has an all-zero parent id")
-    return TraceParent(version, trace_id, parent_id, int(flags, 16))
-
-
-def _random_hex(nbytes: int) -> str:
-    while True:
-        value = secrets.token_hex(nbytes)
-        if value.strip("0"):
-            return value
-
-
-def new_traceparent(sampled: bool = True) -> str:
-    """A `traceparent` that starts a new trace."""
-    return f"00-{_random_hex(16)}-{_random_hex(8)}-{'01' if sampled else '00'}"
-
-
-def child_traceparent(value: str | None) -> str:
-    """The `traceparent` for a step under `value`: same trace, new parent id.
-
-    None starts a new trace. A later version is answered in version 00 (the only one
-    this module writes), keeping the trace id and the flags it knows.
-    """
-    if value is None:
-        return new_traceparent()
-    parent = parse_traceparent(value)
-    return f"00-{parent.trace_id}-{_random_hex(8)}-{parent.flags & _KNOWN_FLAGS:02x}"
+# the HTTP binding and trace context live in their own modules; re-exported here
+from .ce_http import from_http, to_http, to_http_batch  # noqa: E402, F401
+from .trace import (  # noqa: E402, F401
+    TraceParent,
+    child_traceparent,
+    new_traceparent,
+    parse_traceparent,
+)
