@@ -23,8 +23,9 @@ def test_durability_settings(tmp_path):
         assert b._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert b._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
-        b._ops.put(None)
-        b._thread.join(5)
+        import asyncio
+
+        asyncio.run(b.close())
 
 
 @async_test

@@ -10,7 +10,7 @@ Consumers wait by notification: after a commit that made messages visible, waiti
 `receive` calls on those queues wake at once. Messages that become visible later
 (delays, visibility timeouts, retry backoff) wake their waiters at that time. Writes by
 another process (`squall send` while the app runs) are noticed through SQLite's
-`data_version` within `EXTERNAL_CHECK_S`.
+`data_version` (on a separate read connection) within `EXTERNAL_CHECK_S`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ..broker import (
     QueueStats,
 )
 
-EXTERNAL_CHECK_S = 0.1
+EXTERNAL_CHECK_S = 0.01
 MAX_GROUP = 1024
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 DEFAULT_DEDUP_WINDOW_S = 300.0
@@ -158,7 +158,10 @@ class SqliteBroker:
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerError(f"cannot open the broker database at {self.path}: {exc}") from exc
-        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        # a read-only connection to notice other processes' commits without taking the
+        # write lock (the writer thread may be waiting on it behind an external burst)
+        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._data_version = self._reader.execute("PRAGMA data_version").fetchone()[0]
         self._thread = threading.Thread(target=self._writer, name="squall-broker", daemon=True)
         self._thread.start()
 
@@ -528,9 +531,6 @@ class SqliteBroker:
     def _op_sweep_dedup(self, db: sqlite3.Connection, touched: set[str]) -> int:
         return db.execute("DELETE FROM dedup WHERE expires_at <= ?", (self.clock(),)).rowcount
 
-    def _op_data_version(self, db: sqlite3.Connection, touched: set[str]) -> int:
-        return db.execute("PRAGMA data_version").fetchone()[0]
-
     # -- the Protocol ------------------------------------------------------------------
 
     async def send(self, queue: str, messages: Sequence[OutMessage]) -> list[str]:
@@ -636,12 +636,14 @@ class SqliteBroker:
                     self._waiters.pop(queue, None)
 
     async def _watch_external(self) -> None:
-        """While anyone waits, notice commits made by other processes."""
+        """While anyone waits, notice commits made by other processes: a data_version read
+        on the reader connection (microseconds, no lock), every EXTERNAL_CHECK_S. It also
+        changes on our own writer's commits; waking then only costs a look."""
         while self._waiters and not self._closed:
             await asyncio.sleep(EXTERNAL_CHECK_S)
             try:
-                version = await self._run(self._op_data_version)
-            except BrokerError:
+                version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error:
                 return
             if version != self._data_version:
                 self._data_version = version
@@ -696,4 +698,5 @@ class SqliteBroker:
             self._watcher.cancel()
         self._ops.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
+        self._reader.close()
         self._wake_all()
