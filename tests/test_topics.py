@@ -71,3 +71,53 @@ def test_bad_subscriptions_fail_at_import():
     app.subscribe_queue("t", "q")
     with pytest.raises(ConfigError, match="already subscribed"):
         app.subscribe_queue("t", "q")
+
+
+def _sns_rejected_policies(conformance_dir):
+    """Policies AWS SNS rejected, read from the recorded error messages (localstack's
+    AWS-validated snapshot quotes the policy it refused)."""
+    import re
+
+    data = json.loads((conformance_dir / "localstack/tests/aws/services/sns/"
+                       "test_sns_filter_policy.snapshot.json").read_text())
+    out = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            err = node.get("Error")
+            if isinstance(err, dict) and "Message" in err:
+                m = re.search(r'\(String\)"(.*)"; line', err["Message"], re.S)
+                if m:
+                    try:
+                        out.append((json.loads(m.group(1).replace('\\"', '"')),
+                                    err["Message"].split("Reason: ")[-1].split("\n")[0]))
+                    except ValueError:
+                        pass
+            for v in node.values():
+                walk(v)
+
+    walk(data)
+    return out
+
+
+def test_every_policy_sns_rejected_is_rejected(conformance_dir):
+    cases = _sns_rejected_policies(conformance_dir)
+    assert len(cases) >= 30
+    for policy, aws_reason in cases:
+        with pytest.raises(topic_events.InvalidFilterPolicy):
+            topic_events.validate_filter_policy(policy, "MessageAttributes")
+        del aws_reason
+
+
+def test_sns_policy_limits():
+    ok = {"a": ["1"], "b": ["2"], "c": ["3"], "d": ["4"], "e": ["5"]}
+    topic_events.validate_filter_policy(ok, "MessageAttributes")
+    with pytest.raises(topic_events.InvalidFilterPolicy, match="more than 5 keys"):
+        topic_events.validate_filter_policy({**ok, "f": ["6"]}, "MessageAttributes")
+    with pytest.raises(topic_events.InvalidFilterPolicy, match="too complex"):
+        topic_events.validate_filter_policy(
+            {"a": [str(i) for i in range(13)], "b": [str(i) for i in range(12)]},
+            "MessageAttributes")
+    with pytest.raises(topic_events.InvalidFilterPolicy, match="does not support nested"):
+        topic_events.validate_filter_policy({"a": {"b": ["c"]}}, "MessageAttributes")
+    topic_events.validate_filter_policy({"a": {"b": ["c"]}}, "MessageBody")

@@ -364,7 +364,7 @@ class App:
     def _check_subscription(self, owner: str, topic: str, target: str,
                             filter_policy: dict[str, Any] | None, filter_scope: str,
                             raw: bool) -> Subscription:
-        from .events.patterns import InvalidPattern, compile_pattern  # a pure leaf
+        from .events.topic import InvalidFilterPolicy, validate_filter_policy  # a pure leaf
 
         validate_queue_name(owner, topic)
         if filter_scope not in ("MessageAttributes", "MessageBody"):
@@ -372,8 +372,8 @@ class App:
                               f"'MessageBody', got {filter_scope!r}")
         if filter_policy is not None:
             try:
-                compile_pattern(filter_policy)
-            except InvalidPattern as exc:
+                validate_filter_policy(filter_policy, filter_scope)
+            except InvalidFilterPolicy as exc:
                 raise ConfigError(f"{owner}: invalid filter policy: {exc}") from None
         for s in self.subscriptions:
             if s.topic == topic and s.target == target:

@@ -71,3 +71,69 @@ def native_event(topic: str, message_id: str, message: Any, subject: str | None,
                  attributes: dict[str, Any], timestamp: str) -> dict[str, Any]:
     return {"topic": topic, "message_id": message_id, "message": message, "subject": subject,
             "attributes": attributes, "timestamp": timestamp}
+
+
+class InvalidFilterPolicy(ValueError):
+    pass
+
+
+MAX_POLICY_KEYS = 5
+MAX_POLICY_COMBINATIONS = 150
+
+
+def validate_filter_policy(policy: dict[str, Any], scope: str) -> None:
+    """SNS's rules on top of the pattern grammar: at most 5 keys, at most 150 value
+    combinations, no nested objects for MessageAttributes, and no `wildcard` or
+    `anything-but` on suffixes or wildcards (which SNS does not support)."""
+    from .patterns import InvalidPattern, compile_pattern
+
+    if not isinstance(policy, dict):
+        raise InvalidFilterPolicy("FilterPolicy: a filter policy must be a JSON object")
+    try:
+        compile_pattern(policy)
+    except InvalidPattern as exc:
+        raise InvalidFilterPolicy(f"FilterPolicy: {exc.reason}") from None
+    if scope == "MessageAttributes" and any(
+            isinstance(v, dict) for k, v in policy.items() if k != "$or"):
+        raise InvalidFilterPolicy("Filter policy scope MessageAttributes does not support "
+                                  "nested filter policy")
+    keys: set[str] = set()
+    _walk(policy, "", keys)
+    if len(keys) > MAX_POLICY_KEYS:
+        raise InvalidFilterPolicy(f"FilterPolicy: Filter policy can not have more than "
+                                  f"{MAX_POLICY_KEYS} keys")
+    if _combinations(policy) > MAX_POLICY_COMBINATIONS:
+        raise InvalidFilterPolicy("FilterPolicy: Filter policy is too complex")
+
+
+def _walk(node: dict[str, Any], prefix: str, keys: set[str]) -> None:
+    for k, v in node.items():
+        if k == "$or":
+            for branch in v:
+                _walk(branch, prefix, keys)
+        elif isinstance(v, dict):
+            _walk(v, f"{prefix}{k}.", keys)
+        else:
+            keys.add(prefix + k)
+            for cond in v:
+                if isinstance(cond, dict):
+                    if "wildcard" in cond:
+                        raise InvalidFilterPolicy("FilterPolicy: Unrecognized match type "
+                                                  "wildcard")
+                    but = cond.get("anything-but")
+                    if isinstance(but, dict) and ({"suffix", "wildcard"} & set(but)):
+                        kind = "suffix" if "suffix" in but else "wildcard"
+                        raise InvalidFilterPolicy(f"FilterPolicy: Unsupported anything-but "
+                                                  f"pattern: {kind}")
+
+
+def _combinations(node: dict[str, Any]) -> int:
+    total = 1
+    for k, v in node.items():
+        if k == "$or":
+            total *= sum(_combinations(b) for b in v)
+        elif isinstance(v, dict):
+            total *= _combinations(v)
+        else:
+            total *= max(1, len(v))
+    return total
