@@ -81,6 +81,7 @@ class WorkerConn(asyncio.Protocol):
         self.served = 0
         self.dead = False
         self.peak_mb = 0
+        self._out: list[bytes] | None = None  # frames waiting for this iteration's write
         self.exit_status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     # -- asyncio.Protocol ----------------------------------------------------------
@@ -115,11 +116,20 @@ class WorkerConn(asyncio.Protocol):
         pending.cold = self.next_id == 0 and (self.on_demand or not self.ready)
         self.next_id += 1
         self.inflight.append((self.next_id, pending))
-        assert self.transport is not None
-        self.transport.write(P.pack([P.INVOKE, self.next_id, pending.request_id, pending.kind,
-                                     pending.payload, pending.trace]))
+        frame = P.pack([P.INVOKE, self.next_id, pending.request_id, pending.kind,
+                        pending.payload, pending.trace])
+        if self._out is None:  # first frame this loop iteration: write once, at its end
+            self._out = [frame]
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._out.append(frame)
         if self.ready and len(self.inflight) == 1:
             self._start_head()
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _start_head(self) -> None:
         now = time.monotonic()
