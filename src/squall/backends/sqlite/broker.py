@@ -11,6 +11,10 @@ Consumers wait by notification: after a commit that made messages visible, waiti
 (delays, visibility timeouts, retry backoff) wake their waiters at that time. Writes by
 another process (`squall send` while the app runs) are noticed through SQLite's
 `data_version` (on a separate read connection) within `EXTERNAL_CHECK_S`.
+
+This module holds the writer thread and the queues; the bus archive, schedule ticks and
+idempotency records (records.py) and ordered streams (streams.py) are mixins whose
+operations run on the same thread, in the same group commits.
 """
 
 from __future__ import annotations
@@ -24,20 +28,19 @@ import sqlite3
 import threading
 import time
 import uuid
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..broker import (
-    ArchivedEvent,
-    StreamEntry,
     BrokerError,
     Delivery,
     MessageTooLarge,
     OutMessage,
     QueueStats,
 )
+from .records import RecordOps
+from .streams import StreamOps
 
 EXTERNAL_CHECK_S = 0.01
 MAX_GROUP = 1024
@@ -113,7 +116,6 @@ _DELIVERY_COLS = ("seq, id, queue, body, attributes, trace, sent_at, receive_cou
 
 Op = Callable[..., Any]
 
-
 def _delivery(row: tuple, receipt: str | None = None) -> Delivery:
     (_seq, mid, queue, body, attrs, trace, sent_at, count, rcpt, last_error, reason,
      source) = row
@@ -123,13 +125,11 @@ def _delivery(row: tuple, receipt: str | None = None) -> Delivery:
         last_error=last_error, dead_letter_reason=reason, source_queue=source,
     )
 
-
 def _seq_of(receipt: str) -> int | None:
     head, _, _ = receipt.partition(".")
     return int(head) if head.isdigit() else None
 
-
-class SqliteBroker:
+class SqliteBroker(RecordOps, StreamOps):
     def __init__(
         self,
         path: str | Path,
@@ -273,137 +273,6 @@ class SqliteBroker:
                       batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
         return {q: self._op_send(db, touched, q, msgs) for q, msgs in batches.items() if msgs}
 
-    def _op_publish(self, db: sqlite3.Connection, touched: set[str],
-                    events: Sequence[ArchivedEvent],
-                    batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
-        new = 0
-        for e in events:
-            new += db.execute(
-                "INSERT OR IGNORE INTO archive (event_id, time, source, detail_type, body) "
-                "VALUES (?,?,?,?,?)", (e.event_id, e.time, e.source, e.detail_type,
-                                       e.body)).rowcount
-        if events and not new:
-            return {}  # every event was archived before: a duplicate, delivered already
-        return self._op_send_many(db, touched, batches)
-
-    def _op_archived(self, db: sqlite3.Connection, touched: set[str], start: float, end: float,
-                     limit: int, after: str | None) -> list[ArchivedEvent]:
-        after_key: tuple[float, int] = (start, 0)
-        if after is not None:
-            row = db.execute("SELECT time, seq FROM archive WHERE event_id = ?", (after,)).fetchone()
-            if row is not None:
-                after_key = (row[0], row[1])
-        rows = db.execute(
-            "SELECT event_id, time, source, detail_type, body FROM archive "
-            "WHERE time >= ? AND time < ? AND (time > ? OR (time = ? AND seq > ?)) "
-            "ORDER BY time, seq LIMIT ?",
-            (start, end, after_key[0], after_key[0], after_key[1], limit)).fetchall()
-        return [ArchivedEvent(*r) for r in rows]
-
-    def _op_fire_tick(self, db: sqlite3.Connection, touched: set[str], schedule: str,
-                      tick: float, queue: str, message: OutMessage) -> bool:
-        row = db.execute("SELECT last_tick FROM schedule_ticks WHERE schedule = ?",
-                         (schedule,)).fetchone()
-        if row is not None and row[0] >= tick:
-            return False
-        db.execute("INSERT INTO schedule_ticks (schedule, last_tick) VALUES (?, ?) "
-                   "ON CONFLICT(schedule) DO UPDATE SET last_tick = excluded.last_tick",
-                   (schedule, tick))
-        self._op_send(db, touched, queue, [message])
-        return True
-
-    def _op_last_tick(self, db: sqlite3.Connection, touched: set[str],
-                      schedule: str) -> float | None:
-        row = db.execute("SELECT last_tick FROM schedule_ticks WHERE schedule = ?",
-                         (schedule,)).fetchone()
-        return row[0] if row else None
-
-    def _op_idem_begin(self, db: sqlite3.Connection, touched: set[str], key: str,
-                       payload_hash: str, lock_s: float) -> tuple[str, str | None]:
-        now = self.clock()
-        row = db.execute("SELECT status, payload_hash, result, locked_until, expires_at "
-                         "FROM idempotency WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[4] <= now:
-            db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
-            row = None
-        if row is None:
-            db.execute("INSERT INTO idempotency (key, status, payload_hash, locked_until, "
-                       "expires_at) VALUES (?, 'in_progress', ?, ?, ?)",
-                       (key, payload_hash, now + lock_s, now + lock_s))
-            return "new", None
-        status, stored_hash, result, locked_until, _ = row
-        if stored_hash != payload_hash:
-            return "mismatch", None
-        if status == "done":
-            return "done", result
-        if locked_until > now:
-            return "in_progress", None
-        db.execute("UPDATE idempotency SET locked_until = ?, expires_at = ? WHERE key = ?",
-                   (now + lock_s, now + lock_s, key))
-        return "new", None  # the previous run's lock expired: take over
-
-    def _op_idem_complete(self, db: sqlite3.Connection, touched: set[str], key: str,
-                          result: str, expires_s: float) -> None:
-        db.execute("UPDATE idempotency SET status = 'done', result = ?, expires_at = ? "
-                   "WHERE key = ?", (result, self.clock() + expires_s, key))
-
-    def _op_idem_release(self, db: sqlite3.Connection, touched: set[str], key: str) -> None:
-        db.execute("DELETE FROM idempotency WHERE key = ? AND status = 'in_progress'", (key,))
-
-    def _op_append(self, db: sqlite3.Connection, touched: set[str], stream: str,
-                   records: Sequence[tuple[str, bytes]], shards: int) -> list[tuple[int, int]]:
-        now = self.clock()
-        next_seq: dict[int, int] = {}
-        out: list[tuple[int, int]] = []
-        rows = []
-        for key, data in records:
-            shard = zlib.crc32(key.encode()) % shards
-            if shard not in next_seq:
-                r = db.execute("SELECT MAX(seq) FROM stream_records WHERE stream = ? AND "
-                               "shard = ?", (stream, shard)).fetchone()
-                last = r[0] if r[0] is not None else self._shard_floor(db, stream, shard)
-                next_seq[shard] = last + 1
-            seq = next_seq[shard]
-            next_seq[shard] = seq + 1
-            rows.append((stream, shard, seq, key, data, now))
-            out.append((shard, seq))
-        db.executemany("INSERT INTO stream_records (stream, shard, seq, partition_key, data, "
-                       "arrival) VALUES (?,?,?,?,?,?)", rows)
-        touched.add(f"stream:{stream}")
-        return out
-
-    @staticmethod
-    def _shard_floor(db: sqlite3.Connection, stream: str, shard: int) -> int:
-        """Sequence numbers never go back, even after the records were trimmed."""
-        r = db.execute("SELECT MAX(seq) FROM stream_checkpoints WHERE stream = ? AND shard = ?",
-                       (stream, shard)).fetchone()
-        return r[0] if r[0] is not None else 0
-
-    def _op_read(self, db: sqlite3.Connection, touched: set[str], stream: str, shard: int,
-                 after_seq: int, limit: int) -> list[StreamEntry]:
-        rows = db.execute("SELECT stream, shard, seq, partition_key, data, arrival FROM "
-                          "stream_records WHERE stream = ? AND shard = ? AND seq > ? "
-                          "ORDER BY seq LIMIT ?", (stream, shard, after_seq, limit)).fetchall()
-        return [StreamEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
-
-    def _op_latest_seq(self, db: sqlite3.Connection, touched: set[str], stream: str,
-                       shard: int) -> int:
-        r = db.execute("SELECT MAX(seq) FROM stream_records WHERE stream = ? AND shard = ?",
-                       (stream, shard)).fetchone()
-        return r[0] if r[0] is not None else self._shard_floor(db, stream, shard)
-
-    def _op_get_checkpoint(self, db: sqlite3.Connection, touched: set[str], stream: str,
-                           consumer: str, shard: int) -> int | None:
-        r = db.execute("SELECT seq FROM stream_checkpoints WHERE stream = ? AND consumer = ? "
-                       "AND shard = ?", (stream, consumer, shard)).fetchone()
-        return r[0] if r else None
-
-    def _op_set_checkpoint(self, db: sqlite3.Connection, touched: set[str], stream: str,
-                           consumer: str, shard: int, seq: int) -> None:
-        db.execute("INSERT INTO stream_checkpoints (stream, consumer, shard, seq) "
-                   "VALUES (?,?,?,?) ON CONFLICT(stream, consumer, shard) DO UPDATE SET "
-                   "seq = MAX(seq, excluded.seq)", (stream, consumer, shard, seq))
-
     def _op_receive(self, db: sqlite3.Connection, touched: set[str], queue: str, limit: int,
                     vt: float) -> tuple[list[Delivery], float | None]:
         now = self.clock()
@@ -545,61 +414,6 @@ class SqliteBroker:
                 if len(m.body) > self.max_message_bytes:
                     raise MessageTooLarge(q, len(m.body), self.max_message_bytes)
         return await self._run(self._op_send_many, {q: list(m) for q, m in batches.items()})
-
-    async def publish(self, events: Sequence[ArchivedEvent],
-                      batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
-        return await self._run(self._op_publish, list(events),
-                               {q: list(m) for q, m in batches.items()})
-
-    async def archived(self, start: float, end: float, *, limit: int = 1000,
-                       after: str | None = None) -> list[ArchivedEvent]:
-        return await self._run(self._op_archived, start, end, limit, after)
-
-    async def fire_tick(self, schedule: str, tick: float, queue: str,
-                        message: OutMessage) -> bool:
-        return await self._run(self._op_fire_tick, schedule, tick, queue, message)
-
-    async def last_tick(self, schedule: str) -> float | None:
-        return await self._run(self._op_last_tick, schedule)
-
-    async def idem_begin(self, key: str, payload_hash: str,
-                         lock_s: float) -> tuple[str, str | None]:
-        return await self._run(self._op_idem_begin, key, payload_hash, lock_s)
-
-    async def idem_complete(self, key: str, result: str, expires_s: float) -> None:
-        await self._run(self._op_idem_complete, key, result, expires_s)
-
-    async def idem_release(self, key: str) -> None:
-        await self._run(self._op_idem_release, key)
-
-    async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
-                     shards: int) -> list[tuple[int, int]]:
-        for _, data in records:
-            if len(data) > self.max_message_bytes:
-                raise MessageTooLarge(stream, len(data), self.max_message_bytes)
-        return await self._run(self._op_append, stream, list(records), shards)
-
-    async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,
-                   wait_s: float = 0.0) -> list[StreamEntry]:
-        key = f"stream:{stream}"
-        deadline = time.monotonic() + wait_s
-        while True:
-            generation = self._generation[key]
-            out = await self._run(self._op_read, stream, shard, after_seq, limit)
-            remaining = deadline - time.monotonic()
-            if out or remaining <= 0:
-                return out
-            if self._generation[key] == generation:
-                await self._wait(key, remaining)
-
-    async def latest_seq(self, stream: str, shard: int) -> int:
-        return await self._run(self._op_latest_seq, stream, shard)
-
-    async def get_checkpoint(self, stream: str, consumer: str, shard: int) -> int | None:
-        return await self._run(self._op_get_checkpoint, stream, consumer, shard)
-
-    async def set_checkpoint(self, stream: str, consumer: str, shard: int, seq: int) -> None:
-        await self._run(self._op_set_checkpoint, stream, consumer, shard, seq)
 
     async def receive(self, queue: str, max_messages: int = 1, *,
                       visibility_timeout_s: float = 30.0, wait_s: float = 0.0) -> list[Delivery]:
