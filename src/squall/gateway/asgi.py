@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any, Awaitable, Callable, Protocol
 
+from ..ids import request_id
 from ..observe import logs
 from ..runtime.adapters import http_request_to_wire
 from ..types import HttpRequest, InvocationResult
@@ -77,7 +77,7 @@ class Gateway:
         if path.startswith("/_squall/") and self.admin is not None:
             await self.admin(scope, receive, send)
             return
-        rid = str(uuid.uuid4())
+        rid = request_id()
         method: str = scope["method"]
         try:
             match = self.router.match(method, path)

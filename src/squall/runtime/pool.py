@@ -385,10 +385,16 @@ class FunctionPool:
                 w.close()
                 excess -= 1
 
-    def check_memory(self) -> None:
+    def check_memory(self, min_running_s: float = 0.0) -> None:
+        """Stop workers over their memory limit. Only invocations that have been running
+        for `min_running_s` are looked at: a shorter one is covered by the worker's own
+        peak-RSS check when it ends, and reading /proc for every busy worker of a fast
+        function would cost the loop for nothing."""
         limit = self.cfg.memory_mb * 1024 * 1024
+        now = time.monotonic()
         for w in self.workers:
-            if w.inflight and w.pid and not w.kill_reason and w.rss_bytes() > limit:
+            if (w.inflight and w.pid and not w.kill_reason and w.ready
+                    and now - w.head_started >= min_running_s and w.rss_bytes() > limit):
                 w.kill("memory")
 
     def stats(self) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 from ..config import FunctionConfig, RuleConfig, Subscription
+from ..ids import request_id as new_request_id
 from ..observe import logs
 from ..types import InvocationResult
 from . import protocol as P
@@ -144,7 +144,7 @@ class Runtime:
         while True:
             await asyncio.sleep(MEMORY_CHECK_S)
             for pool in self.pools.values():
-                pool.check_memory()
+                pool.check_memory(MEMORY_CHECK_S)
             now = time.monotonic()
             if now - last_reap >= REAP_CHECK_S:
                 last_reap = now
@@ -212,7 +212,7 @@ class Runtime:
         pool = self.pools.get(function)
         if pool is None:
             raise UnknownFunction(self.app_name, function, list(self.configs))
-        rid = request_id or str(uuid.uuid4())
+        rid = request_id or new_request_id()
         future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
         pending = Pending(rid, kind, payload, future)
         pending.trace = trace
