@@ -315,6 +315,21 @@ def drop_snapshot(src: Path | None) -> None:
 
 # -- output ------------------------------------------------------------------------------
 
+def begin_measurement(args: Any, snapshot: Path | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Describe the Squall code being measured, log it, and wait for a quiet machine."""
+    code = src_fingerprint(snapshot) if snapshot else src_fingerprint()
+    live_src_at_start = src_fingerprint(REPO / "src")["src_sha1"]
+    if args.src_ref:
+        code["src_ref"] = args.src_ref
+        code["src_dirty_vs_head"] = False
+    log(f"measuring Squall at {args.src_ref or code['git_head']}"
+        f"{' + uncommitted src changes' if code['src_dirty_vs_head'] else ''} "
+        f"(src sha1 {code['src_sha1']}{', snapshot ' + str(snapshot) if snapshot else ''})")
+    before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else idle_check()
+    log(f"load before: loadavg {before['loadavg']}, CPU busy {before['busy_pct']}%")
+    return code, live_src_at_start, before
+
+
 def write_results(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    begin_measurement,
     REPO,
     APPS_DIR,
     VENV_PYTHON,
@@ -384,16 +385,7 @@ def main() -> int:
 
 
 def measure_and_report(args: argparse.Namespace, snapshot: Path | None) -> int:
-    code = src_fingerprint(snapshot) if snapshot else src_fingerprint()
-    live_src_at_start = src_fingerprint(REPO / "src")["src_sha1"]
-    if args.src_ref:
-        code["src_ref"] = args.src_ref
-        code["src_dirty_vs_head"] = False
-    log(f"measuring Squall at {args.src_ref or code['git_head']}"
-        f"{' + uncommitted src changes' if code['src_dirty_vs_head'] else ''} "
-        f"(src sha1 {code['src_sha1']}{', snapshot ' + str(snapshot) if snapshot else ''})")
-    before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else idle_check()
-    log(f"load before: loadavg {before['loadavg']}, CPU busy {before['busy_pct']}%")
+    code, live_src_at_start, before = begin_measurement(args, snapshot)
     t0 = time.time()
     try:
         if args.loop == "uvloop":
