@@ -169,6 +169,18 @@ class QueueBroker(Protocol):
 
     async def idem_release(self, key: str) -> None: ...
 
+    # -- leases (one holder across nodes: the scheduler's leader, a stream shard's reader)
+
+    async def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew lease `name` for `holder` until now + `ttl_s`. True when `holder`
+        holds it now: it was free, expired, or already this holder's. False while another
+        holder's lease is unexpired."""
+        ...
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give up a lease this holder holds (another holder's is left alone)."""
+        ...
+
     # -- ordered streams -------------------------------------------------------------
 
     async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,

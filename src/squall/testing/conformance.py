@@ -371,6 +371,35 @@ class BrokerConformance:
             await b2.close()
 
     @async_test
+    async def test_leases_have_one_holder_until_they_expire(self, open_broker: Any,
+                                                           clock: FakeClock) -> None:
+        b = await open_broker(clock)
+        try:
+            assert await b.lease("scheduler", "node-a", 10)
+            assert not await b.lease("scheduler", "node-b", 10)  # a holds it
+            assert await b.lease("other", "node-b", 10)  # leases are independent
+            clock.advance(6)
+            assert await b.lease("scheduler", "node-a", 10)  # a renews: now + 10
+            clock.advance(6)
+            assert not await b.lease("scheduler", "node-b", 10)  # renewed, not expired
+            clock.advance(4.5)
+            assert await b.lease("scheduler", "node-b", 10)  # a stopped renewing: b takes it
+            assert not await b.lease("scheduler", "node-a", 10)
+            await b.release("scheduler", "node-a")  # not a's to give up: no effect
+            assert not await b.lease("scheduler", "node-a", 10)
+            await b.release("scheduler", "node-b")
+            assert await b.lease("scheduler", "node-a", 10)  # released: free at once
+            got = await asyncio.gather(*[b.lease("race", f"n{i}", 10) for i in range(20)])
+            assert sum(got) == 1  # concurrent takers: exactly one wins
+        finally:
+            await b.close()
+        b2 = await open_broker(clock)
+        try:  # a lease survives a reopen
+            assert not await b2.lease("scheduler", "node-b", 10)
+        finally:
+            await b2.close()
+
+    @async_test
     async def test_idempotency_records(self, open_broker: Any, clock: FakeClock) -> None:
         b = await open_broker(clock)
         try:

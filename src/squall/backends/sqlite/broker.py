@@ -109,6 +109,11 @@ CREATE TABLE IF NOT EXISTS schedule_ticks (
     schedule TEXT PRIMARY KEY,
     last_tick REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 _DELIVERY_COLS = ("seq, id, queue, body, attributes, trace, sent_at, receive_count, receipt, "

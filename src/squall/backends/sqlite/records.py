@@ -93,6 +93,25 @@ class RecordOps:
     def _op_idem_release(self, db: sqlite3.Connection, touched: set[str], key: str) -> None:
         db.execute("DELETE FROM idempotency WHERE key = ? AND status = 'in_progress'", (key,))
 
+    def _op_lease(self, db: sqlite3.Connection, touched: set[str], name: str, holder: str,
+                  ttl_s: float) -> bool:
+        now = self.clock()
+        return db.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at WHERE leases.holder = excluded.holder "
+            "OR leases.expires_at <= ?", (name, holder, now + ttl_s, now)).rowcount == 1
+
+    def _op_release(self, db: sqlite3.Connection, touched: set[str], name: str,
+                    holder: str) -> None:
+        db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    async def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return await self._run(self._op_lease, name, holder, ttl_s)
+
+    async def release(self, name: str, holder: str) -> None:
+        await self._run(self._op_release, name, holder)
+
     async def publish(self, events: Sequence[ArchivedEvent],
                       batches: Mapping[str, Sequence[OutMessage]]) -> dict[str, list[str]]:
         return await self._run(self._op_publish, list(events),
