@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .base import InvocationLog, InvocationRecord, LogLine, StoreError
 from .broker import BrokerError, QueueBroker
@@ -18,7 +18,14 @@ def _sqlite(url: str) -> InvocationLog:
     return SqliteStore(_sqlite_path(url))
 
 
-_FACTORIES: dict[str, Callable[[str], InvocationLog]] = {"sqlite": _sqlite}
+def _postgres(url: str) -> InvocationLog:
+    from .postgres.store import PgStore
+
+    return PgStore(url)
+
+
+_FACTORIES: dict[str, Callable[[str], InvocationLog]] = {
+    "sqlite": _sqlite, "postgresql": _postgres, "postgres": _postgres}
 
 
 def _sqlite_path(url: str) -> Path:
@@ -36,15 +43,27 @@ def broker_url_for_data_dir(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'broker.db'}"
 
 
-def open_broker(url: str) -> QueueBroker:
-    """A queue broker by URL: `sqlite:///path` (embedded); more schemes come with the
-    distributed backends."""
+def open_broker(url: str, **options: Any) -> QueueBroker:
+    """A queue broker by URL: `sqlite:///path` (embedded, one machine),
+    `postgresql://…` (many nodes on one PostgreSQL database) or `nats://host:port`
+    (many nodes on a NATS JetStream server or cluster). Options (clock,
+    max_message_bytes, dedup_window_s) go to the backend's constructor. Opening does no
+    network I/O: a network backend connects on first use and raises BrokerError then."""
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
         from .sqlite.broker import SqliteBroker
 
-        return SqliteBroker(_sqlite_path(url))
-    raise BrokerError(f"unsupported broker URL {url!r}: known schemes are sqlite://")
+        return SqliteBroker(_sqlite_path(url), **options)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres.broker import PgBroker
+
+        return PgBroker(url, **options)
+    if scheme in ("nats", "tls"):
+        from .jetstream.broker import NatsBroker
+
+        return NatsBroker(url, **options)
+    raise BrokerError(f"unsupported broker URL {url!r}: known schemes are sqlite://, "
+                      "postgresql://, nats://")
 
 
 def open_store(url: str) -> InvocationLog:
