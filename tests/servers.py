@@ -56,3 +56,14 @@ class RunningServer:
     def __exit__(self, *exc) -> None:
         self.loop.call_soon_threadsafe(self.sup.stop)
         self.thread.join(30)
+
+
+def wait_until(predicate, timeout: float, what: str, *, every: float = 0.05) -> None:
+    """Poll a condition on another process's state (files, databases), bounded in time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from servers import wait_until
 
 from squall.backends.broker import OutMessage
 from squall.backends.sqlite.broker import SqliteBroker
@@ -79,12 +80,6 @@ async def queue_state(broker_path: Path) -> tuple[int, list]:
         await b.close()
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.timeout(180)

@@ -108,3 +108,37 @@ def test_in_progress_claims_block_a_concurrent_repeat(client):
 def test_default_key_is_the_payload(client):
     assert by_payload(3) == 6 and by_payload(3) == 6 and by_payload(4) == 8
     assert RUNS == ["payload-3", "payload-4"]
+
+
+def test_a_claim_never_outlasts_the_invocation_that_took_it(tmp_path):
+    # Given an idempotent step with a long lock, inside a function that times out in 1 s
+    # (the real runtime: the worker is killed at its deadline, still holding the claim)
+    import time
+
+    from squall.testing import FunctionFailed
+
+    app_file = tmp_path / "hang.py"
+    app_file.write_text(
+        "import os, time\n"
+        "from squall import App\n"
+        "app = App('hang')\n"
+        "@app.idempotent(key='k', lock_s=3600)\n"
+        "def step(k, marker):\n"
+        "    if not os.path.exists(marker):  # the first run hangs past its timeout\n"
+        "        open(marker, 'w').close()\n"
+        "        time.sleep(60)\n"
+        "    return 'done'\n"
+        "@app.function(timeout_s=1)\n"
+        "def run(event, ctx):\n"
+        "    return step('order-1', event['marker'])\n")
+    marker = str(tmp_path / "ran-once")
+    with TestClient(str(app_file), isolated=True) as c:
+        with pytest.raises(FunctionFailed, match="timed out"):
+            c.invoke("run", {"marker": marker}, check=True)
+        # When the retry comes right after the timeout
+        t0 = time.monotonic()
+        # Then it takes the key over within the kill margin, not an hour later
+        while (r := c.invoke("run", {"marker": marker})).error_type == "IdempotencyInProgress":
+            assert time.monotonic() - t0 < 3, "the dead run's claim outlived its timeout"
+            time.sleep(0.1)
+        assert r.ok and r.output == "done"

@@ -296,7 +296,9 @@ class FunctionConfig:
         """The internal queue behind `app.invoke_async(self.name, ...)`."""
         return QueueTrigger(
             queue=f"_async.{self.name}", batch_size=1, concurrency=self.concurrency or 4,
-            visibility_timeout_s=max(30.0, 6 * self.timeout_s), max_receive=self.retries + 1,
+            # the worker is killed at its timeout, so twice that plus a margin covers a run
+            # and its wait for a slot; a node that dies hands its events over that soon
+            visibility_timeout_s=2 * self.timeout_s + 5.0, max_receive=self.retries + 1,
             retry=RetryPolicy(base_s=1.0, factor=2.0, max_s=120.0),
             dlq=f"_async.{self.name}-dlq", max_age_s=self.max_event_age_s,
         )

@@ -8,7 +8,8 @@ The key is a function of the call's arguments (default: a hash of all of them, a
 The first call claims the key (locked for `lock_s`), runs, and stores its JSON result for
 `expires_s`; a repeat gets the stored result without running; a concurrent repeat raises
 `IdempotencyInProgress` (so a queue retries it later); a failed run releases the key. A
-run that died holding the claim is taken over once the lock expires. Reusing a key with
+run that died holding the claim is taken over once the lock expires; inside a function
+the lock never outlasts the invocation's timeout. Reusing a key with
 different arguments raises `IdempotencyKeyMismatch`. The records live in the app's store.
 """
 
@@ -31,6 +32,20 @@ class IdempotencyKeyMismatch(ValueError):
 
 def _canonical(args: tuple, kwargs: dict) -> str:
     return json.dumps([list(args), kwargs], sort_keys=True, separators=(",", ":"), default=str)
+
+
+LOCK_MARGIN_S = 0.5
+
+
+def _lock_for(binding: Any, lock_s: float) -> float:
+    """The claim lasts at most until the invocation's timeout (plus the time its kill takes):
+    a run killed at its deadline cannot hold a key past it (as Powertools does with the
+    Lambda context's remaining time), so the retry that follows may take the key over."""
+    remaining = getattr(binding, "remaining_s", None)
+    left = remaining() if remaining is not None else None
+    if left is None:
+        return lock_s
+    return max(0.001, min(lock_s, left + LOCK_MARGIN_S))
 
 
 def make_decorator(app: Any, key: Callable[..., Any] | str | None, expires_s: float,
@@ -61,7 +76,8 @@ def make_decorator(app: Any, key: Callable[..., Any] | str | None, expires_s: fl
             if binding is None:
                 raise RuntimeError(f"app {app.name!r} is not running here: idempotent work "
                                    "needs a running app or squall.testing")
-            state, stored = binding.idempotency("begin", [full_key, payload_hash, lock_s])
+            state, stored = binding.idempotency("begin", [full_key, payload_hash,
+                                                          _lock_for(binding, lock_s)])
             if state == "done":
                 return json.loads(stored) if stored else None
             if state == "in_progress":

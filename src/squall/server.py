@@ -21,7 +21,8 @@ from typing import Any
 
 import uvicorn
 
-from .backends import broker_url_for_data_dir, open_broker, open_store, store_url_for_data_dir
+from .backends import (broker_url_for_data_dir, open_broker, open_store, redact_url,
+                       store_url_for_data_dir)
 from .gateway.admin import admin_app
 from .gateway.asgi import Gateway
 from .observe import logs
@@ -42,6 +43,18 @@ class ServeOptions:
     expose_errors: bool = True
     max_workers: int = DEFAULT_MAX_WORKERS
     log_level: str = "info"
+    # distributed mode: shared backends instead of the embedded files under data_dir
+    broker_url: str | None = None
+    store_url: str | None = None
+    node_id: str | None = None
+
+    @property
+    def store(self) -> str:
+        return self.store_url or store_url_for_data_dir(self.data_dir)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or broker_url_for_data_dir(self.data_dir)
 
 
 def watch_root(app_ref: str) -> Path:
@@ -65,10 +78,15 @@ class Supervisor:
 
     async def run(self) -> None:
         opts = self.opts
-        store = open_store(store_url_for_data_dir(opts.data_dir))  # created and checked here
+        store = open_store(opts.store)  # created and checked here
         store.close()
-        sink = ProcessLogSink(store_url_for_data_dir(opts.data_dir))
-        broker = open_broker(broker_url_for_data_dir(opts.data_dir))
+        broker = open_broker(opts.broker)
+        try:
+            await broker.stats("_squall.health")  # reachable and usable, or fail fast
+        except BaseException:
+            await broker.close()
+            raise
+        sink = ProcessLogSink(opts.store)
         recorder = Recorder(sink, echo="all" if opts.reload else "errors")
         runtime = Runtime(self.app_ref, on_result=recorder.add, max_workers=opts.max_workers)
         self.runtime = runtime
@@ -80,7 +98,7 @@ class Supervisor:
             raise
         recorder.app = manifest["app"]
         recorder.start()
-        messaging = self.messaging = Messaging(broker, runtime.invoke)
+        messaging = self.messaging = Messaging(broker, runtime.invoke, node_id=opts.node_id)
         messaging.configure(runtime.configs, runtime.rules, runtime.subscriptions)
         runtime.services["send"] = lambda payload: messaging.send(*payload)
         runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
@@ -133,10 +151,14 @@ class Supervisor:
         m = self.manifest
         routes = [f"{meth} {p}" for f in m["functions"] for meth, p in f["routes"]]
         zygote = self.runtime.zygote
+        where: dict[str, Any] = (
+            {"broker": redact_url(self.opts.broker), "store": redact_url(self.opts.store)}
+            if self.opts.broker_url or self.opts.store_url
+            else {"data_dir": str(Path(self.opts.data_dir).resolve())})
         logs.event("listening", app=m["app"], url=f"http://{self.opts.host}:{self.port}",
                    functions=len(m["functions"]), routes=routes,
                    zygote_boot_ms=round(zygote.boot_ms if zygote else 0, 1), pid=os.getpid(),
-                   data_dir=str(Path(self.opts.data_dir).resolve()))
+                   node=self.messaging.node_id, **where)
         self.started.set()
 
     async def _watch(self) -> None:

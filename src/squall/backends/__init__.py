@@ -9,7 +9,7 @@ from .base import InvocationLog, InvocationRecord, LogLine, StoreError
 from .broker import BrokerError, QueueBroker
 
 __all__ = ["BrokerError", "InvocationLog", "InvocationRecord", "LogLine", "QueueBroker",
-           "StoreError", "open_broker", "open_store"]
+           "StoreError", "open_broker", "open_store", "redact_url"]
 
 
 def _sqlite(url: str) -> InvocationLog:
@@ -33,6 +33,20 @@ def _sqlite_path(url: str) -> Path:
     if not sep or not rest.startswith("/") or rest == "/":
         raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
     return Path(rest[1:])
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def store_url_for_data_dir(data_dir: str | Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -51,19 +52,44 @@ def _check_app(app: str) -> str:
     return resolve_ref(app)
 
 
-def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: bool) -> None:
+BROKER_HELP = ("Shared broker for many nodes: postgresql://user@host/db or nats://host:4222 "
+               "(default: the embedded SQLite file under --data-dir).")
+STORE_HELP = ("Shared store for many nodes: postgresql://user@host/db "
+              "(default: the embedded SQLite file under --data-dir).")
+BROKER_SCHEMES = ("sqlite", "postgresql", "postgres", "nats", "tls")
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _check_url(option: str, url: str | None, schemes: tuple[str, ...]) -> None:
+    if url is None:
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in schemes or not rest:
+        known = ", ".join(f"{s}://" for s in schemes if s not in ("postgres", "tls"))
+        raise fail(f"{option} {url!r} is not a URL Squall can use: expected one of {known}")
+
+
+def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: bool, *,
+           broker: str | None = None, store: str | None = None,
+           node_id: str | None = None) -> None:
+    from ..backends import BrokerError
     from ..server import ServeOptions, run
 
     ref = _check_app(app)
     if not 0 <= port <= 65535:
         raise fail(f"--port must be from 0 to 65535, got {port}")
+    _check_url("--broker", broker, BROKER_SCHEMES)
+    _check_url("--store", store, STORE_SCHEMES)
     opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
-                        expose_errors=expose)
+                        expose_errors=expose, broker_url=broker, store_url=store,
+                        node_id=node_id)
     try:
         run(ref, opts)
     except ZygoteError as exc:
         err.print(exc.detail or "", highlight=False, markup=False)
         raise fail(f"the app could not be loaded: {exc}") from None
+    except (BrokerError, StoreError) as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc}") from None
     except KeyboardInterrupt:
@@ -89,9 +115,32 @@ def run(
     data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
     expose_errors: bool = typer.Option(
         False, help="Put function error types and messages in HTTP error bodies."),
+    broker: Optional[str] = typer.Option(None, envvar="SQUALL_BROKER", help=BROKER_HELP),
+    store: Optional[str] = typer.Option(None, envvar="SQUALL_STORE", help=STORE_HELP),
 ) -> None:
     """Run the app without reload, for production."""
-    _serve(app, port, host, data_dir, reload=False, expose=expose_errors)
+    _serve(app, port, host, data_dir, reload=False, expose=expose_errors, broker=broker,
+           store=store)
+
+
+@cli.command()
+def worker(
+    app: str = typer.Argument(..., help=APP_HELP),
+    broker: str = typer.Option(..., envvar="SQUALL_BROKER", help=BROKER_HELP),
+    store: str = typer.Option(..., envvar="SQUALL_STORE", help=STORE_HELP),
+    port: int = typer.Option(8080, help="Port to serve HTTP on (every node may serve it)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    node_id: Optional[str] = typer.Option(
+        None, envvar="SQUALL_NODE_ID", help="This node's name in leases and logs "
+        "(default: host:pid:random)."),
+    data_dir: str = typer.Option(".squall", help="Local scratch space of this node."),
+    expose_errors: bool = typer.Option(
+        False, help="Put function error types and messages in HTTP error bodies."),
+) -> None:
+    """Run one node of a cluster: any number of nodes on one broker and store share the
+    queues, topics, bus rules, streams and schedules, and each serves HTTP."""
+    _serve(app, port, host, data_dir, reload=False, expose=expose_errors, broker=broker,
+           store=store, node_id=node_id)
 
 
 def _parse_data(data: Optional[str], data_file: Optional[Path]) -> Any:
@@ -174,7 +223,7 @@ def _http_result_json(result: InvocationResult) -> dict[str, Any]:
 
 
 async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> InvocationResult:
-    store = open_store(store_url_for_data_dir(data_dir))
+    store = open_store(os.environ.get("SQUALL_STORE") or store_url_for_data_dir(data_dir))
     recorder = Recorder(store)
     runtime = Runtime(ref, on_result=recorder.add, provision=False)
     try:
@@ -292,7 +341,7 @@ def logs(
     db = Path(data_dir) / "squall.db"
     if not db.exists():
         raise fail(f"no invocation log at {db}: run the app first, or pass --data-dir")
-    store = open_store(store_url_for_data_dir(data_dir))
+    store = open_store(os.environ.get("SQUALL_STORE") or store_url_for_data_dir(data_dir))
     try:
         rows = store.invocations(app_name, function, limit=limit, request_id=request_id)
         lines = store.logs(app_name, function, request_id=request_id, limit=limit * 50)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,12 @@ from ..config import FunctionConfig
 from ..sources.messaging import Messaging, UnknownQueue
 
 dlq_cli = typer.Typer(help="Inspect, edit and redrive dead-letter queues.", no_args_is_help=True)
+
+
+def _broker_url(data_dir: str) -> str:
+    """A cluster's broker when SQUALL_BROKER is set (as for `squall worker`), else the
+    embedded one under --data-dir."""
+    return os.environ.get("SQUALL_BROKER") or broker_url_for_data_dir(data_dir)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -70,7 +77,7 @@ def send(
     _, configs = _load(app)
 
     async def go() -> list[str]:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         try:
             m = Messaging(broker, _no_invoke)
             m.configure(configs)
@@ -112,7 +119,7 @@ def _matches(d: Delivery, contains: str | None, error: str | None) -> bool:
 
 async def _collect(data_dir: str, dlqs: dict[str, str], contains: str | None,
                    error: str | None, limit: int) -> list[Delivery]:
-    broker = open_broker(broker_url_for_data_dir(data_dir))
+    broker = open_broker(_broker_url(data_dir))
     try:
         out: list[Delivery] = []
         for dlq in dlqs:
@@ -199,7 +206,7 @@ def dlq_edit(
     _, configs = _load(app)
 
     async def go() -> bool:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         try:
             for dlq in _dlqs(configs, None):
                 if await broker.update_body(dlq, message_id, data.encode()):
@@ -240,7 +247,7 @@ def dlq_redrive(
             raise _fail(f"no dead letter with id {', '.join(sorted(missing))}")
 
     async def go() -> int:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         moved = 0
         step = max(1, int(rate // 10) or 1)  # ~10 commits a second
         try:
@@ -278,7 +285,7 @@ def dlq_delete(
     _, configs = _load(app)
 
     async def go() -> int:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         try:
             return sum([await broker.delete(dlq, message_ids) for dlq in _dlqs(configs, None)])
         finally:
@@ -311,7 +318,7 @@ def publish(
     manifest, configs = _load(app)
 
     async def go() -> str:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         try:
             return await _messaging(configs, manifest, broker).publish(json.dumps(
                 {"source": source, "detail-type": detail_type,
@@ -354,7 +361,7 @@ def replay(
     manifest, configs = _load(app)
 
     async def go() -> int:
-        broker = open_broker(broker_url_for_data_dir(data_dir))
+        broker = open_broker(_broker_url(data_dir))
         try:
             with Console(stderr=True).status("[dim]replaying…[/]"):
                 return await _messaging(configs, manifest, broker).replay(t0, t1, rule=rule,

@@ -99,6 +99,11 @@ class _WorkerInvoker:
     def idempotency(self, op: str, args: list[Any]) -> Any:
         return self.worker.call("idempotency", [op, args])
 
+    def remaining_s(self) -> float | None:
+        """Seconds left before this invocation's timeout kills it."""
+        deadline = self.worker.deadline
+        return None if deadline is None else deadline - time.monotonic()
+
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         return self.worker.call("put_records", [stream, items])
 
@@ -139,6 +144,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.invocations = 0
         self.trace: str | None = None
+        self.deadline: float | None = None
         self.init_ms = 0.0
         self.limit_kb = fn.config.memory_mb * 1024
         self.prepared = prepared or Prepared()
@@ -243,6 +249,7 @@ class Worker:
                 memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold,
             )
             ctx.trace_parent = self.trace
+            self.deadline = ctx.deadline
             self.log_filter.request_id = request_id
             status, value, etype, emsg, stack = P.OK, None, None, None, None
             exit_after = False

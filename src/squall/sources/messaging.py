@@ -22,6 +22,7 @@ from ..events.envelope import new_traceparent
 from ..events import topic as topic_events
 from ..events.patterns import compile_pattern
 from .events import EventConsumer
+from .leases import DEFAULT_TTL_S, LeaseKeeper, new_node_id
 from .scheduler import Scheduler
 from .stream import StreamConsumer
 from .queue import BatchOutcome, Invoke, QueueConsumer
@@ -38,8 +39,11 @@ class UnknownFunctionForAsync(LookupError):
 class Messaging:
     def __init__(self, broker: QueueBroker, invoke: Invoke, *,
                  clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 node_id: str | None = None, lease_ttl_s: float = DEFAULT_TTL_S) -> None:
         self.broker = broker
+        self.node_id = node_id or new_node_id()
+        self.leases = LeaseKeeper(broker, self.node_id, ttl_s=lease_ttl_s)
         self.invoke = invoke
         self.clock = clock
         self.rand = rand
@@ -62,7 +66,8 @@ class Messaging:
             for s in subscriptions or []]
         self.topics = {s.topic for s in subscriptions or []}
         self.rules = [(r, compile_pattern(r.pattern)) for r in rules or []]
-        self.scheduler = Scheduler(self.broker, self.configs, clock=self.clock)
+        self.scheduler = Scheduler(self.broker, self.configs, clock=self.clock,
+                                   leases=self.leases)
         self.consumers = {}
         self.streams = {}
         for cfg in configs.values():
@@ -71,7 +76,8 @@ class Messaging:
                     self.broker, self.invoke, cfg, clock=self.clock, rand=self.rand)
             elif cfg.kind == "stream":
                 self.streams[cfg.name] = StreamConsumer(self.broker, self.invoke, cfg,
-                                                        clock=self.clock, rand=self.rand)
+                                                        clock=self.clock, rand=self.rand,
+                                                        leases=self.leases)
             elif cfg.kind == "function":
                 trigger = cfg.async_trigger()
                 self.consumers[trigger.queue] = EventConsumer(
@@ -288,6 +294,7 @@ class Messaging:
         await self.scheduler.stop()
         await asyncio.gather(*(c.stop() for c in self.consumers.values()),
                              *(sc.stop() for sc in self.streams.values()))
+        await self.leases.release_all()
 
     async def reconfigure(self, configs: dict[str, FunctionConfig],
                           rules: list[RuleConfig] | None = None,

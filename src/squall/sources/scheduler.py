@@ -5,6 +5,10 @@ Scheduled Event on the function's asynchronous-invocation queue, so a tick is ne
 twice (not after a restart, not by a second node) and never lost once recorded. Ticks
 missed while nothing ran are handled by the schedule's `missed` policy. Between ticks
 the scheduler sleeps until the next one; it never polls.
+
+With several nodes on one broker, only the holder of the "scheduler" lease fires; the
+others check the lease once per interval and take over when its holder stops renewing
+(the missed ticks are then handled by the `missed` policy, as after a restart).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..config import FunctionConfig
 from ..events.schedule import Schedule, missed_ticks, parse_schedule, scheduled_event
 from ..observe import logs
 from ..runtime.aio import cancel
+from .leases import LeaseKeeper
 
 MAX_SLEEP_S = 60.0  # re-check at least this often (clock jumps, suspend)
 
@@ -53,10 +58,14 @@ class ScheduledFunction:
 
 
 class Scheduler:
+    LEASE = "scheduler"
+
     def __init__(self, broker: QueueBroker, configs: dict[str, FunctionConfig], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 leases: LeaseKeeper | None = None) -> None:
         self.broker = broker
         self.clock = clock
+        self.leases = leases
         self.functions = [ScheduledFunction(c) for c in configs.values() if c.schedule]
         self.started_at = clock()
         self._task: asyncio.Task[None] | None = None
@@ -93,11 +102,17 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await self.fire_due()
-            except Exception as exc:  # keep the schedule alive; say so
-                logs.event("schedule firing failed", logging.ERROR, error=str(exc))
+            leader = self.leases is None or await self.leases.acquire(self.LEASE)
+            if leader:
+                try:
+                    await self.fire_due()
+                except Exception as exc:  # keep the schedule alive; say so
+                    logs.event("schedule firing failed", logging.ERROR, error=str(exc))
             nxt = self.next_due()
             if nxt is None:
                 return
-            await asyncio.sleep(min(MAX_SLEEP_S, max(0.0, nxt - self.clock()) + 0.001))
+            wait = min(MAX_SLEEP_S, max(0.0, nxt - self.clock()) + 0.001)
+            if not leader:
+                assert self.leases is not None
+                wait = min(wait, self.leases.interval)  # be ready to take over
+            await asyncio.sleep(wait)

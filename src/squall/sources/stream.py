@@ -7,6 +7,11 @@ fails after `max_retries` goes to the dead-letter queue (with its stream, shard,
 partition key and error) and the shard moves on past it. A handler may report partial
 failure (native `BatchResult(failed=[sequence])`, or Kinesis' `batchItemFailures`): the
 records before the first failed one are checkpointed and the rest is retried.
+
+With several nodes on one broker, each shard is read by the node holding its lease
+(`stream:<stream>:<consumer>:<shard>`), so records of one key stay in order across the
+cluster; a node that dies stops renewing and another node takes its shards over, going
+on from the last checkpoint (at least once: an unfinished batch is delivered again).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ..backends.broker import BrokerError, OutMessage, QueueBroker, StreamEntry
 from ..config import FunctionConfig
 from ..observe import logs
 from ..runtime.aio import cancel
+from .leases import LeaseKeeper
 from .queue import BatchOutcome, Invoke
 
 LONG_POLL_S = 20.0
@@ -36,8 +42,10 @@ def stream_payload(stream: str, entries: list[StreamEntry]) -> str:
 class StreamConsumer:
     def __init__(self, broker: QueueBroker, invoke: Invoke, cfg: FunctionConfig, *,
                  clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 leases: LeaseKeeper | None = None) -> None:
         assert cfg.stream is not None
+        self.leases = leases
         self.broker = broker
         self.invoke = invoke
         self.cfg = cfg
@@ -70,12 +78,22 @@ class StreamConsumer:
         await cancel(*self._tasks)
         self._tasks = []
 
+    def lease_name(self, shard: int) -> str:
+        return f"stream:{self.stream}:{self.cfg.name}:{shard}"
+
     async def _run(self, shard: int) -> None:
+        lease = self.lease_name(shard)
+        wait_s = LONG_POLL_S
         while True:
             try:
+                if self.leases is not None:
+                    if not self.leases.holds(lease) and not await self.leases.acquire(lease):
+                        await self.leases.wait_turn()
+                        continue
+                    wait_s = min(LONG_POLL_S, self.leases.interval)
                 cp = await self.checkpoint(shard)
-                entries = await self._next(shard, cp, LONG_POLL_S)
-                if entries:
+                entries = await self._next(shard, cp, wait_s)
+                if entries and (self.leases is None or self.leases.holds(lease)):
                     await self.process(shard, entries)
             except asyncio.CancelledError:
                 raise
