@@ -66,7 +66,7 @@ def test_sqlite_url_without_slashes_is_a_store_error():
         open_store("sqlite:squall.db")
 
 
-@pytest.mark.parametrize("url", ["postgresql://localhost/squall", "redis://x", "nats://x",
+@pytest.mark.parametrize("url", ["mysql://localhost/squall", "redis://x", "nats://x",
                                  "", "squall.db", "/tmp/squall.db", "file:///tmp/squall.db"])
 def test_unknown_scheme(url):
     with pytest.raises(StoreError, match=r"unsupported store URL .* known schemes are sqlite://"):

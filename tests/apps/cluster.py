@@ -4,6 +4,7 @@ handler counts each item once through the idempotency helper into a table of its
 
 import os
 import sqlite3
+import time
 
 from squall import App, BatchResult, RetryPolicy
 
@@ -22,7 +23,11 @@ def db():
     return _db
 
 
+ITEM_S = float(os.environ.get("CLUSTER_ITEM_MS", "1")) / 1000
+
+
 def _effect(kind: str, n: int) -> int:
+    time.sleep(ITEM_S)  # the item's work: long enough that a kill finds some in flight
     c = db()
     c.execute("INSERT INTO runs (kind, n, pid) VALUES (?, ?, ?)", (kind, n, os.getpid()))
     c.execute("INSERT OR IGNORE INTO counts (kind, n, node) VALUES (?, ?, ?)",
