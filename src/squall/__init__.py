@@ -4,12 +4,15 @@ from .app import App, Function, NotRunning
 from .config import ConfigError, FunctionConfig, RetryPolicy
 from .events.http import BadRequest, HTTPError, NotFound, Request, Response
 from .events.queue import BatchResult, QueueMessage
+from .state import Change, ConditionFailed, InvalidKey, LifecycleRule, ObjectEvent
 from .types import Context, HttpRequest, HttpResponse, InvocationResult
 
 __all__ = [
     "App",
     "BadRequest",
     "BatchResult",
+    "Change",
+    "ConditionFailed",
     "ConfigError",
     "Context",
     "Function",
@@ -17,9 +20,12 @@ __all__ = [
     "HTTPError",
     "HttpRequest",
     "HttpResponse",
+    "InvalidKey",
     "InvocationResult",
+    "LifecycleRule",
     "NotFound",
     "NotRunning",
+    "ObjectEvent",
     "QueueMessage",
     "Request",
     "Response",

@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol
 from .config import (
     DEFAULT_MAX_BODY_BYTES,
     ConfigError,
+    FeedTrigger,
     FunctionConfig,
     QueueTrigger,
     RetryPolicy,
@@ -29,6 +30,7 @@ from .config import (
     validate_queue_name,
 )
 from .app_calls import Calls, NotRunning
+from .app_state import DeclaresState
 from .types import Handler
 
 _SETTINGS = (
@@ -79,6 +81,10 @@ class Invoker(Protocol):
 
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]: ...
 
+    def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
+        """A table, cache or bucket operation (see squall.state.handles)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Function:
@@ -120,7 +126,7 @@ def _signature(handler: Handler) -> str:
         return "(unknown)"
 
 
-class App(Calls):
+class App(Calls, DeclaresState):
     """A named set of functions and their triggers.
 
     >>> app = App("shop")
@@ -147,6 +153,7 @@ class App(Calls):
         self.module: str = caller.get("__name__", "")
         self.file: str | None = caller.get("__file__")
         self._invoker: Invoker | None = None
+        self._init_state()
 
     # -- declaration ---------------------------------------------------------------
 
@@ -442,6 +449,7 @@ class App(Calls):
         self, fname: str, kind: str, format: str, settings: dict[str, Any],
         routes: tuple[Route, ...], queue: QueueTrigger | None = None,
         schedule: ScheduleTrigger | None = None, stream: StreamTrigger | None = None,
+        feed: FeedTrigger | None = None,
     ) -> FunctionConfig:
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
@@ -454,7 +462,8 @@ class App(Calls):
             raise ConfigError(f"function {fname!r}: environment must be a dict of str to str")
         try:
             return FunctionConfig(name=fname, kind=kind, format=format, routes=routes,
-                                  queue=queue, schedule=schedule, stream=stream, **settings)
+                                  queue=queue, schedule=schedule, stream=stream, feed=feed,
+                                  **settings)
         except TypeError as exc:  # pragma: no cover - guarded by the check above
             raise ConfigError(f"function {fname!r}: {exc}") from None
 
@@ -481,8 +490,8 @@ class App(Calls):
         native = cfg.format == "native"
         takes_two = _accepts(handler, 2)
         if not (takes_two or (native and _accepts(handler, 1))):
-            first = {"http": "request", "queue": "batch", "stream": "records"}.get(cfg.kind,
-                                                                                   "event")
+            first = {"http": "request", "queue": "batch", "stream": "records",
+                     "change": "changes"}.get(cfg.kind, "event")
             want = f"({first}) or ({first}, ctx)" if native else "(event, context)"
             raise ConfigError(
                 f"function {fname!r}: the handler must take {want}; it takes "
@@ -505,6 +514,7 @@ class App(Calls):
             "functions": [f.config.to_manifest() for f in self.functions.values()],
             "rules": [r.to_manifest() for r in self.rules.values()],
             "subscriptions": [s.to_manifest() for s in self.subscriptions],
+            "state": self.state_manifest(),
         }
 
     # -- calling -------------------------------------------------------------------

@@ -16,7 +16,9 @@ HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
 FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled", "aws-sns")
 QUEUE_FORMATS = ("native", "aws-sqs")
 STREAM_FORMATS = ("native", "aws-kinesis")
-KINDS = ("function", "http", "queue", "stream")
+CHANGE_FORMATS = ("native", "aws-dynamodb")  # @app.on_change: table change streams
+OBJECT_FORMATS = ("native", "aws-s3")  # @app.on_object: object events
+KINDS = ("function", "http", "queue", "stream", "change", "object")
 
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240  # AWS Lambda's range
 TIMEOUT_MAX_S = 900.0  # AWS Lambda's maximum
@@ -191,6 +193,43 @@ class StreamTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedTrigger:
+    """A table's change stream (`source="table"`) or a bucket's object events
+    (`source="bucket"`) feeding a function, in order per key, at least once; a failing
+    batch is retried (bisected) and then dead-lettered, as for streams."""
+
+    source: str  # "table" | "bucket"
+    resource: str  # the table or bucket name
+    events: tuple[str, ...]
+    prefix: str = ""  # object events: key filters
+    suffix: str = ""
+    batch_size: int = 100
+    max_retries: int = 3
+    bisect_on_error: bool = True
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_s=0.5, max_s=30.0))
+    dlq: str | None = None  # default "<function>-dlq"
+    starting_position: str = "trim_horizon"  # or "latest"
+
+    @property
+    def feed(self) -> str:
+        return f"{self.source}:{self.resource}"
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"source": self.source, "resource": self.resource, "events": list(self.events),
+                "prefix": self.prefix, "suffix": self.suffix, "batch_size": self.batch_size,
+                "max_retries": self.max_retries, "bisect_on_error": self.bisect_on_error,
+                "retry": self.retry.to_manifest(), "dlq": self.dlq,
+                "starting_position": self.starting_position}
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> FeedTrigger:
+        fields = dict(data)
+        fields["retry"] = RetryPolicy(**fields.get("retry", {}))
+        fields["events"] = tuple(fields.get("events", ()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleTrigger:
     """When a scheduled function fires: `rate(…)`, AWS `cron(…)` or 5-field cron."""
 
@@ -265,6 +304,7 @@ class FunctionConfig:
     on_failure: str | None = None
     schedule: ScheduleTrigger | None = None
     stream: StreamTrigger | None = None
+    feed: FeedTrigger | None = None  # on_change / on_object
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -290,6 +330,7 @@ class FunctionConfig:
             "on_failure": self.on_failure,
             "schedule": self.schedule.to_manifest() if self.schedule else None,
             "stream": self.stream.to_manifest() if self.stream else None,
+            "feed": self.feed.to_manifest() if self.feed else None,
         }
 
     def async_trigger(self) -> QueueTrigger:
@@ -313,6 +354,8 @@ class FunctionConfig:
             fields["schedule"] = ScheduleTrigger(**fields["schedule"])
         if fields.get("stream"):
             fields["stream"] = StreamTrigger.from_manifest(fields["stream"])
+        if fields.get("feed"):
+            fields["feed"] = FeedTrigger.from_manifest(fields["feed"])
         return cls(**fields)
 
 
@@ -333,8 +376,9 @@ def _validate(cfg: FunctionConfig) -> None:
         )
     if cfg.kind not in KINDS:
         raise _fail(n, "kind", f"must be one of {', '.join(KINDS)}, got {cfg.kind!r}")
-    formats = {"http": HTTP_FORMATS, "queue": QUEUE_FORMATS,
-               "stream": STREAM_FORMATS}.get(cfg.kind, FUNCTION_FORMATS)
+    formats = {"http": HTTP_FORMATS, "queue": QUEUE_FORMATS, "stream": STREAM_FORMATS,
+               "change": CHANGE_FORMATS, "object": OBJECT_FORMATS}.get(cfg.kind,
+                                                                      FUNCTION_FORMATS)
     if cfg.format not in formats:
         raise _fail(n, "format", f"must be one of {', '.join(formats)}; got {cfg.format!r}")
     if not isinstance(cfg.memory_mb, int) or isinstance(cfg.memory_mb, bool) or not (
@@ -390,10 +434,38 @@ def _validate(cfg: FunctionConfig) -> None:
             raise _fail(n, "batch_window_s", f"must be seconds from 0 to 300, got {t.batch_window_s!r}")
         if t.starting_position not in ("trim_horizon", "latest"):
             raise _fail(n, "starting_position", "must be 'trim_horizon' or 'latest'")
+    if cfg.kind in ("change", "object"):
+        validate_feed_trigger(n, cfg.kind, cfg.feed)
     if cfg.kind == "queue":
         if cfg.queue is None:
             raise _fail(n, "queue", "must be set for a queue function")
         validate_queue_trigger(n, cfg.queue, cfg.timeout_s)
+
+
+CHANGE_EVENTS = ("insert", "modify", "remove")
+OBJECT_EVENTS = ("created", "deleted", "archived")
+
+
+def validate_feed_trigger(n: str, kind: str, t: FeedTrigger | None) -> None:
+    if t is None:
+        raise _fail(n, "feed", f"must be set for a {kind} function")
+    allowed = CHANGE_EVENTS if kind == "change" else OBJECT_EVENTS
+    if not t.events or any(e not in allowed for e in t.events):
+        raise _fail(n, "events", f"must be a non-empty list of {', '.join(allowed)}; "
+                    f"got {list(t.events)!r}")
+    for name, lo, hi in (("batch_size", 1, 10000), ("max_retries", 0, 10000)):
+        v = getattr(t, name)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise _fail(n, name, f"must be a whole number from {lo} to {hi}, got {v!r}")
+    for name in ("prefix", "suffix"):
+        if not isinstance(getattr(t, name), str):
+            raise _fail(n, name, "must be a string")
+    if not isinstance(t.retry, RetryPolicy):
+        raise _fail(n, "retry", f"must be a squall.RetryPolicy, got {t.retry!r}")
+    if t.dlq is not None:
+        validate_queue_name(f"function {n!r}: dlq", t.dlq)
+    if t.starting_position not in ("trim_horizon", "latest"):
+        raise _fail(n, "starting_position", "must be 'trim_horizon' or 'latest'")
 
 
 def route_shape(path: str) -> str:

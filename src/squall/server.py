@@ -32,6 +32,7 @@ from .runtime.metering import Recorder
 from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
 from .runtime.zygote_client import ZygoteError
 from .sources.messaging import Messaging
+from .sources.state import StateService
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,14 @@ class Supervisor:
         runtime.services["notify"] = messaging.notify
         runtime.services["idempotency"] = lambda payload: messaging.idempotency(*payload)
         runtime.services["put_records"] = lambda payload: messaging.put_records(*payload)
+        state = self.state = StateService.for_data_dir(  # tables, cache, buckets
+            opts.data_dir, store_url=opts.store_url, app=manifest["app"],
+            cache_url=os.environ.get("SQUALL_CACHE_URL"))
+        state.configure(manifest)
+        state.attach(runtime.invoke, broker, runtime.configs, leases=messaging.leases)
+        runtime.caller_services["state"] = state.serve
         await messaging.start()
+        await state.start()
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()},
                           ingest=messaging.ingest_cloudevents)
         gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
@@ -130,7 +138,9 @@ class Supervisor:
             if watcher is not None:
                 watcher.cancel()
             await messaging.stop()
+            await state.stop()
             await runtime.stop()
+            state.close()
             await broker.close()
             await recorder.close()
             sink.close()
@@ -178,6 +188,7 @@ class Supervisor:
             self.gateway.update(manifest)
             await self.messaging.reconfigure(self.runtime.configs, self.runtime.rules,
                                              self.runtime.subscriptions)
+            await self.state.reconfigure(manifest, self.runtime.configs)
             logs.event("reloaded", files=files, generation=self.runtime.generation,
                        functions=len(manifest["functions"]))
             self.reloaded.set()

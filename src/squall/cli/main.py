@@ -226,10 +226,12 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
     store = open_store(os.environ.get("SQUALL_STORE") or store_url_for_data_dir(data_dir))
     recorder = Recorder(store)
     runtime = Runtime(ref, on_result=recorder.add, provision=False)
+    state = None
     try:
         with err.status("[dim]starting the app…[/]", spinner="dots"):
             manifest = await runtime.start()
         recorder.app = manifest["app"]
+        state = attach_state(runtime, manifest, data_dir)  # tables, cache, buckets
         cfg = runtime.config(function)
         if cfg.kind == "http" and cfg.format == "native":
             req = _route_request(cfg, _http_request(function, data))
@@ -245,6 +247,8 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
         return result
     finally:
         await runtime.stop()
+        if state is not None:
+            state.close()
         await recorder.close()
         store.close()
 
@@ -375,12 +379,14 @@ def logs(
 
 
 from .queues import dlq_cli, publish, replay, schedules, send  # noqa: E402
+from .state import attach_state, storage  # noqa: E402
 
 cli.command()(send)
 cli.command()(schedules)
 cli.command()(publish)
 cli.command()(replay)
 cli.add_typer(dlq_cli, name="dlq")
+cli.command()(storage)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from ..app import Function
 from ..events import aws_apigw
 from ..events import queue as queue_events
 from ..events import stream as stream_events
+from ..backends.state import StateError
+from ..state import formats as state_formats
 from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
 from ..types import Context, HttpRequest, HttpResponse
 
@@ -78,6 +80,8 @@ def _call_batch(fn: Function, data: Any, ctx: Context,
     """A queue batch or stream records: shape them for the handler's format, run it, and
     normalise its answer to the list of failed ids."""
     cfg = fn.config
+    if cfg.kind in ("change", "object"):
+        return _call_feed(fn, data, ctx, loop_factory)
     if cfg.kind == "queue":
         items, id_key, aws = "messages", "id", "aws-sqs"
         to_aws, to_native = queue_events.sqs_event, queue_events.native_batch
@@ -94,6 +98,28 @@ def _call_batch(fn: Function, data: Any, ctx: Context,
     args = (arg, ctx) if fn.takes_context else (arg,)
     result = _await(fn.handler(*args), loop_factory)
     return json.dumps({"failed": queue_events.failed_ids(result, ids)})
+
+
+def _call_feed(fn: Function, data: Any, ctx: Context,
+               loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> str:
+    """A table's changes (a batch) or one object event, shaped for the handler."""
+    cfg = fn.config
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        what = "table" if cfg.kind == "change" else "bucket"
+        raise HandlerFailure("Runtime.InvalidEvent", f"function {fn.name!r} is triggered by "
+                             f"{what} {cfg.feed.resource!r}: write to it, or invoke it with "
+                             '{"resource": ..., "records": [...]}', [])
+    ids = [r["sequence"] for r in data["records"]]
+    if cfg.kind == "change":
+        arg = (state_formats.dynamodb_event(data) if cfg.format == "aws-dynamodb"
+               else state_formats.native_changes(data))
+    else:
+        arg = (state_formats.s3_event(data) if cfg.format == "aws-s3"
+               else state_formats.native_object_event(data))
+    args = (arg, ctx) if fn.takes_context else (arg,)
+    result = _await(fn.handler(*args), loop_factory)
+    failed = queue_events.failed_ids(result, ids) if cfg.kind == "change" else []
+    return json.dumps({"failed": failed})
 
 
 def call(
@@ -116,6 +142,8 @@ def call(
                     response = to_http_response(result)
                 except HTTPError as exc:  # the handler chose the status: not a failure
                     response = error_response(exc)
+                except StateError as exc:  # bad input to a table/bucket: the client's error
+                    response = error_response(HTTPError(str(exc), exc.status, code=exc.code))
             elif cfg.format == "aws-http-v2":
                 event = aws_apigw.http_api_v2_event(raw)
                 result = _await(fn.handler(event, ctx), loop_factory)
@@ -127,7 +155,7 @@ def call(
             return http_response_to_wire(response)
         # an event invocation; data arrives and leaves as JSON text
         data = json.loads(payload) if isinstance(payload, str) and payload else None
-        if cfg.kind in ("queue", "stream"):
+        if cfg.kind in ("queue", "stream", "change", "object"):
             return _call_batch(fn, data, ctx, loop_factory)
         args = (data, ctx) if fn.takes_context else (data,)
         result = _await(fn.handler(*args), loop_factory)

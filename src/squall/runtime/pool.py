@@ -200,7 +200,8 @@ class WorkerConn(asyncio.Protocol):
 
     async def _nested(self, call_id: int, op: str, payload: Any) -> None:
         try:
-            reply = [P.CALL_REPLY, call_id, True, await self.pool.runtime.serve_call(op, payload)]
+            reply = [P.CALL_REPLY, call_id, True,
+                     await self.pool.runtime.serve_call(op, payload, self.pool.cfg.name)]
         except ServiceError as exc:
             reply = [P.CALL_REPLY, call_id, False, exc.payload]
         except Exception as exc:  # an unknown function, a stopped runtime

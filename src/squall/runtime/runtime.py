@@ -65,6 +65,9 @@ class Runtime:
         self._restart_lock = asyncio.Lock()
         # what workers may ask of the supervisor (app.invoke, app.send, ...)
         self.services: dict[str, Service] = {"invoke": self._service_invoke}
+        # services that must know which function asks (state: least privilege), called
+        # with (payload, caller function name)
+        self.caller_services: dict[str, Callable[[Any, str | None], Awaitable[Any]]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -253,7 +256,10 @@ class Runtime:
             except Exception:  # pragma: no cover - the log must never break a call
                 pass
 
-    async def serve_call(self, op: str, payload: Any) -> Any:
+    async def serve_call(self, op: str, payload: Any, caller: str | None = None) -> Any:
+        with_caller = self.caller_services.get(op)
+        if with_caller is not None:
+            return await with_caller(payload, caller)
         service = self.services.get(op)
         if service is None:
             raise ServiceError({"errorType": "Runtime.UnsupportedOperation",

@@ -29,6 +29,7 @@ from ..app import App, Function
 from ..events.envelope import child_traceparent
 from ..types import Context
 from . import protocol as P
+from ..backends.state import ERRORS as _STATE_ERRORS
 from .adapters import HandlerFailure, call
 
 _LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(request_id)s\t%(message)s\n"
@@ -107,6 +108,14 @@ class _WorkerInvoker:
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         return self.worker.call("put_records", [stream, items])
 
+    def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
+        """Tables, caches, buckets: the supervisor knows which function asks (the
+        worker's pool), so the caller is not sent; state errors come back as themselves."""
+        try:
+            return self.worker.call("state", [kind, resource, op, args])
+        except NestedInvokeError as exc:
+            raise state_error(exc.payload) from None
+
 
 def _child_span(trace: str | None) -> str:
     """Same trace, new span; a missing or malformed parent starts a new trace."""
@@ -120,6 +129,14 @@ def _with_trace(doc_json: str, trace: str) -> str:
     doc = json.loads(doc_json)
     doc.setdefault("traceparent", trace)
     return json.dumps(doc)
+
+
+def state_error(payload: dict[str, Any]) -> Exception:
+    """A state error from the supervisor, rebuilt as its own class (ConditionFailed, …)."""
+    cls = _STATE_ERRORS.get(payload.get("errorType", ""))
+    if cls is None:
+        return NestedInvokeError(payload)
+    return cls(payload.get("errorMessage", ""))
 
 
 class NestedInvokeError(RuntimeError):

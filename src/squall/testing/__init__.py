@@ -41,6 +41,8 @@ from ..backends.sqlite.broker import SqliteBroker
 from ..config import RuleConfig, Subscription
 from ..gateway.asgi import Gateway
 from ..sources.messaging import Messaging
+from ..sources.queue import BatchOutcome
+from ..sources.state import StateService
 from ..types import InvocationResult
 from .local import LocalInvoker
 
@@ -98,7 +100,7 @@ class TestClient:
 
     def __init__(self, app: App | str, *, isolated: bool = False,
                  expose_errors: bool = True, max_workers: int = 16,
-                 clock: Any = None, seed: int = 0) -> None:
+                 clock: Any = None, seed: int = 0, cache_url: str | None = None) -> None:
         self.app = app
         self.isolated = isolated
         # time for queues, delays and retries: a FakeClock makes them deterministic
@@ -107,6 +109,8 @@ class TestClient:
         self.expose_errors = expose_errors
         self.max_workers = max_workers
         self.results: list[InvocationResult] = []
+        self.cache_url = cache_url  # None: the embedded cache; "redis://…" for Redis
+        self.state: Any = None
         self._loop: _Loop | None = None
         self._invoker: Any = None
         self._gateway: Gateway | None = None
@@ -128,6 +132,10 @@ class TestClient:
         self._tmp = tempfile.TemporaryDirectory(prefix="squall-test-")
         self.broker = SqliteBroker(Path(self._tmp.name) / "broker.db", clock=self.clock,
                                    synchronous="NORMAL")
+        app_name = self.app.name if isinstance(self.app, App) else "app"
+        self.state = StateService.for_data_dir(
+            Path(self._tmp.name) / "state", cache_url=self.cache_url, clock=self.clock,
+            app=f"{app_name}:{uuid.uuid4().hex[:12]}", synchronous="NORMAL")
         if self.isolated:
             from ..runtime.runtime import Runtime
 
@@ -142,6 +150,7 @@ class TestClient:
             runtime.services["notify"] = lambda m: self.messaging.notify(m)
             runtime.services["idempotency"] = lambda p: self.messaging.idempotency(*p)
             runtime.services["put_records"] = lambda p: self.messaging.put_records(*p)
+            runtime.caller_services["state"] = self.state.serve
         else:
             services = {
                 "send": lambda q, msgs: self._loop.run(self.messaging.send(q, msgs)),
@@ -151,6 +160,7 @@ class TestClient:
                 "notify": lambda m: self._loop.run(self.messaging.notify(m)),
                 "idempotency": lambda op, a: self._loop.run(self.messaging.idempotency(op, a)),
                 "put_records": lambda st, it: self._loop.run(self.messaging.put_records(st, it)),
+                "state": self.state.call,
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)
             manifest = self.app.manifest()
@@ -161,11 +171,22 @@ class TestClient:
             configs, [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])],
             [Subscription(**s) for s in manifest.get("subscriptions", [])])
         self.manifest = manifest
+        self.state.configure(manifest)
+        self.state.attach(self._invoker.invoke, self.broker, configs, clock=self.clock,
+                          rand=self._rand)
+        # feeds are not run live here: drain() runs them (and the sweepers) deterministically
+        self._loop.run(self.state.start(live=False, sweep_interval_s=None))
         self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
 
     def close(self) -> None:
         if self._loop is None:
             return
+        if self.state is not None:
+            self._loop.run(self.state.stop(), 30)
+            if self.cache_url:  # a shared cache (Redis): leave nothing of this test behind
+                for name in self.manifest.get("state", {}).get("caches", []):
+                    self.state.cache.cache_clear(name["name"])
+            self.state.close()
         self._loop.run(self.broker.close(), 30)
         self._tmp.cleanup()
         if self.isolated and self._invoker is not None:
@@ -300,7 +321,26 @@ class TestClient:
         completion; returns counts of succeeded, retried and dead-lettered messages.
         Retries wait for their backoff: advance the clock, then drain again."""
         assert self._loop is not None, "use `with TestClient(...)`"
-        return self._loop.run(self.messaging.drain(), 300)
+        total = BatchOutcome()
+        while True:
+            queued = self._loop.run(self.messaging.drain(), 300)
+            fed = self._loop.run(self.state.drain(), 300)
+            total = BatchOutcome(*(a + b + c for a, b, c in zip(
+                (total.succeeded, total.retried, total.dead_lettered),
+                (queued.succeeded, queued.retried, queued.dead_lettered),
+                (fed.succeeded, fed.retried, fed.dead_lettered))))
+            if not (fed.succeeded or fed.retried or fed.dead_lettered):
+                return total
+
+    def sweep(self) -> dict[str, int]:
+        """Run the state sweepers now, by the client's clock: TTL expiry of table items,
+        bucket lifecycle rules, feed retention, expired cache entries."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        return self._loop.run(self.state.sweep(), 300)
+
+    def storage_usage(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Bytes and objects per bucket and storage tier."""
+        return self.state.usage()
 
     def dead_letters(self, queue: str) -> list[Any]:
         """What is in `queue`'s dead-letter queue (`queue` may name either)."""

@@ -170,6 +170,13 @@ class _Binding:
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         return self.invoker.services["put_records"](stream, items)
 
+    def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
+        service = self.invoker.services.get("state")
+        if service is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": "state is not available here"})
+        return service(getattr(_local, "function", None), kind, resource, op, args)
+
 
 class LocalInvoker:
     def __init__(self, app: App, *,
@@ -219,9 +226,10 @@ class LocalInvoker:
         ctx.trace_parent = _child_span(trace)
         _ensure_tee()
         outer = (getattr(_local, "buffer", None), getattr(_local, "request_id", None),
-                 getattr(_local, "trace", None))
+                 getattr(_local, "trace", None), getattr(_local, "function", None))
         _local.buffer, _local.request_id, _local.trace = io.StringIO(), request_id, \
             ctx.trace_parent
+        _local.function = function  # who is calling, for state access (least privilege)
         status, value, etype, emsg, stack = P.OK, None, None, None, None
         t_wall, t0 = time.time(), time.perf_counter()
         try:
@@ -233,7 +241,7 @@ class LocalInvoker:
         finally:
             duration_ms = (time.perf_counter() - t0) * 1000.0
             logs = _local.buffer.getvalue()
-            _local.buffer, _local.request_id, _local.trace = outer
+            _local.buffer, _local.request_id, _local.trace, _local.function = outer
         if status == P.OK and kind == P.KIND_HTTP:
             value = http_response_from_wire(value)
         return InvocationResult(
