@@ -374,3 +374,33 @@ def test_logs_without_a_store(workdir):
     message = flat(proc.stderr)
     assert "no invocation log at" in message and "never-used" in message
     assert not (workdir / "never-used").exists()  # reading creates nothing
+
+
+# -- squall worker (distributed mode) --------------------------------------------------------
+
+@pytest.mark.parametrize("flag,url,expected", [
+    ("--broker", "redis://127.0.0.1:6379", "--broker 'redis://127.0.0.1:6379' is not a URL"),
+    ("--broker", "127.0.0.1:4222", "expected one of sqlite://, postgresql://, nats://"),
+    ("--store", "nats://127.0.0.1:4222", "--store 'nats://127.0.0.1:4222' is not a URL"),
+])
+def test_worker_refuses_a_malformed_url(tmp_path, flag, url, expected):
+    good = {"--broker": f"sqlite:///{tmp_path}/b.db", "--store": f"sqlite:///{tmp_path}/s.db"}
+    good[flag] = url
+    r = squall("worker", SHOP, "--broker", good["--broker"], "--store", good["--store"],
+               cwd=tmp_path)
+    assert r.returncode == 2
+    assert expected in " ".join(r.stderr.split())
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("postgresql://postgres@127.0.0.1:1/test",
+     "cannot connect to PostgreSQL at 127.0.0.1:1/test"),
+    ("nats://127.0.0.1:1", "cannot reach NATS at 127.0.0.1:1"),
+])
+def test_worker_says_which_server_is_unreachable(tmp_path, url, expected):
+    store = url if url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
+    r = squall("worker", SHOP, "--broker", url, "--store", store, cwd=tmp_path)
+    assert r.returncode == 2
+    text = " ".join(r.stderr.split())
+    assert expected in text and "start" in text  # and how to start it
+    assert "Traceback" not in r.stderr

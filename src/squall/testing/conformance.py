@@ -12,8 +12,19 @@ called within a test.
                 return MyBroker(url_for(tmp_path), clock=clock, **opts)
             return open_
 
-The tests use an injected clock for everything time-based (visibility timeouts, delays,
-deduplication windows), so they never sleep.
+Time. The suite moves time with `await clock.elapse(s)` and looks at each deadline from
+just before and just after it (`before`, `after`). By default the `clock` fixture is a
+`FakeClock`: time jumps, the suite never sleeps, and each deadline is checked at its exact
+edge (a message still hidden 0.1 s before its 30 s visibility timeout, visible 0.1 s
+after). A backend whose server keeps time itself (JetStream: AckWait, Nak delays and the
+duplicate window run on the server's clock) sets `REAL_TIME = True`: the suite then gives
+it a `RealClock` (elapse really waits), uses the short `REAL_DURATIONS`, and looks at half
+and one and a half times each deadline, margins wide enough to make a real-time run
+deterministic. The assertions are the same in both modes.
+
+    class TestMyNetworkBroker(BrokerConformance):
+        REAL_TIME = True
+        ...
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -40,6 +52,60 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    async def elapse(self, seconds: float) -> None:
+        """Let `seconds` pass: at once."""
+        self.advance(seconds)
+
+
+class RealClock:
+    """The wall clock, for a backend whose server keeps time: elapsing really waits."""
+
+    def __call__(self) -> float:
+        return time.time()
+
+    async def elapse(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+SuiteClock = FakeClock | RealClock
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """The durations (seconds) the suite works with, by role."""
+
+    visibility: float = 30.0  # a visibility timeout; a lock
+    short: float = 10.0  # a shorter visibility timeout; a lease's time to live
+    retry: float = 5.0  # a retry (nack) delay
+    delay: float = 60.0  # a send delay; the deduplication window; a longer lock
+    expiry: float = 3600.0  # how long an idempotency record is kept
+
+
+#: Short enough for a real-time run of the whole suite to take seconds, long enough that
+#: half of each (the margin around a deadline) dwarfs scheduling and network jitter.
+REAL_DURATIONS = Durations(visibility=1.0, short=0.6, retry=0.5, delay=1.0, expiry=1.0)
+
+
+class Timeline:
+    """Moves a test to points in time measured from its start (or last `restart`)."""
+
+    def __init__(self, clock: SuiteClock) -> None:
+        self.clock = clock
+        self.restart()
+
+    def restart(self) -> None:
+        """Measure from now on (after an action that sets a new deadline)."""
+        self._pos = 0.0  # where a fake clock stands, exactly
+        self._t0 = time.monotonic()
+
+    async def at(self, offset: float) -> None:
+        """Elapse until `offset` seconds after the start."""
+        if isinstance(self.clock, FakeClock):
+            await self.clock.elapse(offset - self._pos)
+        else:  # real time: measured, so the time the test's own calls took counts too
+            await self.clock.elapse(self._t0 + offset - time.monotonic())
+        self._pos = offset
+
 
 def async_test(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """Run an async test method on a fresh event loop, bounded in time."""
@@ -58,32 +124,55 @@ def msg(body: str = "{}", **kw: Any) -> OutMessage:
 class BrokerConformance:
     """Queue semantics every backend must honour (see squall.backends.broker)."""
 
+    #: True for a backend whose server keeps time (see the module docstring)
+    REAL_TIME = False
+    #: the durations the suite uses: REAL_DURATIONS when REAL_TIME, unless overridden
+    DURATIONS: Durations | None = None
+
     @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
+    def clock(self) -> SuiteClock:
+        return RealClock() if self.REAL_TIME else FakeClock()
+
+    @property
+    def T(self) -> Durations:
+        if self.DURATIONS is not None:
+            return self.DURATIONS
+        return REAL_DURATIONS if self.REAL_TIME else Durations()
+
+    def before(self, deadline: float, edge: float) -> float:
+        """A moment just before `deadline`: `edge` seconds before it on a fake clock, half
+        of it in real time."""
+        return deadline * 0.5 if self.REAL_TIME else deadline - edge
+
+    def after(self, deadline: float, edge: float) -> float:
+        """A moment just after `deadline`: `edge` seconds after it on a fake clock, one and
+        a half times it in real time."""
+        return deadline * 1.5 if self.REAL_TIME else deadline + edge
 
     @async_test
-    async def test_send_then_receive_round_trip(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_send_then_receive_round_trip(self, open_broker: Any, clock: SuiteClock) -> None:
         b: QueueBroker = await open_broker(clock)
         try:
+            t0 = clock()
             (mid,) = await b.send("q", [msg('{"a": 1}', attributes={"k": "v"},
                                             trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")])
-            (d,) = await b.receive("q", 10, visibility_timeout_s=30)
+            t1 = clock()  # == t0 on a fake clock: sent_at is exactly the clock's time
+            (d,) = await b.receive("q", 10, visibility_timeout_s=self.T.visibility)
             assert d.message_id == mid and d.queue == "q"
             assert d.body == b'{"a": 1}' and d.attributes == {"k": "v"}
             assert d.trace.startswith("00-111") and d.receive_count == 1
-            assert d.sent_at == clock.now and d.receipt
+            assert t0 <= d.sent_at <= t1 and d.receipt
             assert await b.receive("q", 10) == []  # in flight: invisible
         finally:
             await b.close()
 
     @async_test
-    async def test_oldest_first_and_batch_size(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_oldest_first_and_batch_size(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             for i in range(5):
                 await b.send("q", [msg(str(i))])
-                clock.advance(0.001)
+                await clock.elapse(0.001)
             first = await b.receive("q", 3)
             rest = await b.receive("q", 10)
             assert [d.body for d in first] == [b"0", b"1", b"2"]
@@ -92,7 +181,7 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_queues_are_isolated(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_queues_are_isolated(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             await b.send("a", [msg("for a")])
@@ -103,15 +192,18 @@ class BrokerConformance:
 
     @async_test
     async def test_visibility_timeout_redelivers_with_a_new_receipt(
-            self, open_broker: Any, clock: FakeClock) -> None:
+            self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
+        vis = self.T.visibility
         try:
             await b.send("q", [msg()])
-            (d1,) = await b.receive("q", visibility_timeout_s=30)
-            clock.advance(29.9)
+            t = Timeline(clock)
+            (d1,) = await b.receive("q", visibility_timeout_s=vis)
+            await t.at(self.before(vis, edge=0.1))
             assert await b.receive("q") == []
-            clock.advance(0.2)
-            (d2,) = await b.receive("q", visibility_timeout_s=30)
+            await t.at(self.after(vis, edge=0.1))
+            t.restart()
+            (d2,) = await b.receive("q", visibility_timeout_s=vis)
             assert d2.message_id == d1.message_id
             assert d2.receive_count == 2 and d2.receipt != d1.receipt
             # a stale receipt from the first delivery is rejected
@@ -120,14 +212,14 @@ class BrokerConformance:
             assert await b.nack("q", d1.receipt) is False
             assert await b.ack("q", [d2.receipt]) == [True]
             assert await b.ack("q", [d2.receipt]) == [False]  # already gone
-            clock.advance(100)
+            await t.at(self.after(vis, edge=70))  # long past d2's visibility timeout
             assert await b.receive("q") == []
         finally:
             await b.close()
 
     @async_test
     async def test_ack_rejects_garbage_and_foreign_receipts(
-            self, open_broker: Any, clock: FakeClock) -> None:
+            self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             await b.send("q", [msg()])
@@ -139,56 +231,62 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_nack_with_delay_and_error(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_nack_with_delay_and_error(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             await b.send("q", [msg()])
             (d,) = await b.receive("q", visibility_timeout_s=300)
-            assert await b.nack("q", d.receipt, delay_s=5, error="boom: it failed")
+            t = Timeline(clock)
+            assert await b.nack("q", d.receipt, delay_s=self.T.retry, error="boom: it failed")
             assert await b.receive("q") == []
-            clock.advance(5.01)
+            await t.at(self.after(self.T.retry, edge=0.01))
             (again,) = await b.receive("q")
             assert again.receive_count == 2 and again.last_error == "boom: it failed"
         finally:
             await b.close()
 
     @async_test
-    async def test_extend_keeps_a_message_hidden(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_extend_keeps_a_message_hidden(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             await b.send("q", [msg()])
-            (d,) = await b.receive("q", visibility_timeout_s=10)
-            clock.advance(9)
-            assert await b.extend("q", d.receipt, 30)
-            clock.advance(20)
+            t = Timeline(clock)
+            (d,) = await b.receive("q", visibility_timeout_s=self.T.short)
+            await t.at(self.before(self.T.short, edge=1))
+            t.restart()
+            assert await b.extend("q", d.receipt, self.T.visibility)
+            # past the first timeout, within the extended one
+            await t.at(self.before(self.T.visibility, edge=10))
             assert await b.receive("q") == []
-            clock.advance(11)
+            await t.at(self.after(self.T.visibility, edge=1))
             assert len(await b.receive("q")) == 1
         finally:
             await b.close()
 
     @async_test
-    async def test_delay_seconds_on_send(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_delay_seconds_on_send(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
-            await b.send("q", [msg("later", delay_s=60), msg("now")])
+            t = Timeline(clock)
+            await b.send("q", [msg("later", delay_s=self.T.delay), msg("now")])
             assert [d.body for d in await b.receive("q", 10, visibility_timeout_s=300)] == [b"now"]
-            clock.advance(60.01)
+            await t.at(self.after(self.T.delay, edge=0.01))
             assert [d.body for d in await b.receive("q", 10)] == [b"later"]
         finally:
             await b.close()
 
     @async_test
-    async def test_dead_letter_and_redrive(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_dead_letter_and_redrive(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             ids = await b.send("q", [msg("1"), msg("2"), msg("3")])
-            ds = await b.receive("q", 10)
+            t = Timeline(clock)
+            ds = await b.receive("q", 10, visibility_timeout_s=self.T.visibility)
             for d in ds:
                 assert await b.dead_letter("q", d.receipt, dlq="q-dlq", reason="max_receive",
                                            error=f"failed {d.body.decode()}")
             assert await b.dead_letter("q", ds[0].receipt, dlq="q-dlq", reason="x") is False
-            clock.advance(1000)
+            await t.at(self.after(self.T.visibility, edge=970))  # none comes back
             assert await b.receive("q", 10) == []
             dead = await b.peek("q-dlq", 10)
             assert [d.message_id for d in dead] == ids
@@ -207,23 +305,25 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_deduplication_window(self, open_broker: Any, clock: FakeClock) -> None:
-        b = await open_broker(clock, dedup_window_s=60)
+    async def test_deduplication_window(self, open_broker: Any, clock: SuiteClock) -> None:
+        window = self.T.delay
+        b = await open_broker(clock, dedup_window_s=window)
         try:
+            t = Timeline(clock)
             (a,) = await b.send("q", [msg("x", dedup_key="order-1")])
             (a2,) = await b.send("q", [msg("x again", dedup_key="order-1")])
             assert a2 == a
             (other,) = await b.send("other", [msg("x", dedup_key="order-1")])
             assert other != a  # the window is per queue
             assert len(await b.receive("q", 10)) == 1
-            clock.advance(61)
+            await t.at(self.after(window, edge=1))
             (a3,) = await b.send("q", [msg("x", dedup_key="order-1")])
             assert a3 != a
         finally:
             await b.close()
 
     @async_test
-    async def test_message_size_limit(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_message_size_limit(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock, max_message_bytes=1024)
         try:
             with pytest.raises(MessageTooLarge, match="1025 bytes is over the 1024-byte limit"):
@@ -234,7 +334,7 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_long_poll_wakes_on_send(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_long_poll_wakes_on_send(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             waiter = asyncio.ensure_future(b.receive("q", 1, wait_s=20))
@@ -247,7 +347,7 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_long_poll_times_out_empty(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_long_poll_times_out_empty(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             t0 = time.monotonic()
@@ -258,7 +358,7 @@ class BrokerConformance:
 
     @async_test
     async def test_competing_consumers_never_share_a_delivery(
-            self, open_broker: Any, clock: FakeClock) -> None:
+            self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             await b.send("q", [msg(str(i)) for i in range(200)])
@@ -269,7 +369,8 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_concurrent_sends_are_all_stored(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_concurrent_sends_are_all_stored(self, open_broker: Any,
+                                                   clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             results = await asyncio.gather(*[b.send("q", [msg(str(i))]) for i in range(500)])
@@ -280,10 +381,13 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_stats_peek_update_delete_purge(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_stats_peek_update_delete_purge(self, open_broker: Any,
+                                                  clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
-            ids = await b.send("q", [msg("a"), msg("b"), msg("c", delay_s=30), msg("d")])
+            t = Timeline(clock)
+            ids = await b.send("q", [msg("a"), msg("b"), msg("c", delay_s=self.T.visibility),
+                                     msg("d")])
             (d,) = await b.receive("q", 1, visibility_timeout_s=300)
             s = await b.stats("q")
             assert (s.visible, s.in_flight, s.delayed) == (2, 1, 1)
@@ -293,7 +397,7 @@ class BrokerConformance:
             assert await b.update_body("q", ids[1], b"B")
             assert await b.update_body("q", d.message_id, b"A") is False  # in flight
             assert await b.delete("q", [ids[3]]) == 1
-            clock.advance(31)
+            await t.at(self.after(self.T.visibility, edge=1))  # c's delay is over
             bodies = sorted(x.body for x in await b.receive("q", 10))
             assert bodies == [b"B", b"c"]
             assert await b.purge("q") == 3
@@ -302,14 +406,16 @@ class BrokerConformance:
             await b.close()
 
     @async_test
-    async def test_sent_messages_survive_reopen(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_sent_messages_survive_reopen(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         ids = await b.send("q", [msg("durable 1"), msg("durable 2")])
-        (d,) = await b.receive("q", 1, visibility_timeout_s=30)
+        t = Timeline(clock)
+        (d,) = await b.receive("q", 1, visibility_timeout_s=self.T.visibility)
         await b.close()
         b2 = await open_broker(clock)
         try:
-            clock.advance(31)  # the in-flight one reappears after its visibility timeout
+            # the in-flight one reappears after its visibility timeout
+            await t.at(self.after(self.T.visibility, edge=1))
             got = await b2.receive("q", 10)
             assert sorted(x.message_id for x in got) == sorted(ids)
             assert await b2.ack("q", [d.receipt]) == [False]  # stale after redelivery
@@ -318,7 +424,7 @@ class BrokerConformance:
 
     @async_test
     async def test_send_many_is_one_atomic_fan_out(self, open_broker: Any,
-                                                   clock: FakeClock) -> None:
+                                                   clock: SuiteClock) -> None:
         b = await open_broker(clock, max_message_bytes=100)
         try:
             ids = await b.send_many({"a": [msg("1"), msg("2")], "b": [msg("3")], "c": []})
@@ -332,7 +438,7 @@ class BrokerConformance:
 
     @async_test
     async def test_publish_archives_and_enqueues_and_replays_by_time(
-            self, open_broker: Any, clock: FakeClock) -> None:
+            self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             events = [ArchivedEvent(f"e{i}", 1000.0 + i, "shop", "OrderCreated", f'{{"n": {i}}}')
@@ -352,7 +458,7 @@ class BrokerConformance:
 
     @async_test
     async def test_a_schedule_tick_fires_exactly_once(self, open_broker: Any,
-                                                      clock: FakeClock) -> None:
+                                                      clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             assert await b.last_tick("every-minute") is None
@@ -372,57 +478,63 @@ class BrokerConformance:
 
     @async_test
     async def test_leases_have_one_holder_until_they_expire(self, open_broker: Any,
-                                                           clock: FakeClock) -> None:
+                                                           clock: SuiteClock) -> None:
         b = await open_broker(clock)
+        ttl = self.T.short
         try:
-            assert await b.lease("scheduler", "node-a", 10)
-            assert not await b.lease("scheduler", "node-b", 10)  # a holds it
-            assert await b.lease("other", "node-b", 10)  # leases are independent
-            clock.advance(6)
-            assert await b.lease("scheduler", "node-a", 10)  # a renews: now + 10
-            clock.advance(6)
-            assert not await b.lease("scheduler", "node-b", 10)  # renewed, not expired
-            clock.advance(4.5)
-            assert await b.lease("scheduler", "node-b", 10)  # a stopped renewing: b takes it
-            assert not await b.lease("scheduler", "node-a", 10)
+            t = Timeline(clock)
+            assert await b.lease("scheduler", "node-a", ttl)
+            assert not await b.lease("scheduler", "node-b", ttl)  # a holds it
+            assert await b.lease("other", "node-b", ttl)  # leases are independent
+            await t.at(self.before(ttl, edge=4))
+            t.restart()
+            assert await b.lease("scheduler", "node-a", ttl)  # a renews: now + ttl
+            await t.at(self.before(ttl, edge=4))  # past the first ttl, within the renewed
+            assert not await b.lease("scheduler", "node-b", ttl)  # renewed, not expired
+            await t.at(self.after(ttl, edge=0.5))
+            assert await b.lease("scheduler", "node-b", ttl)  # a stopped renewing: b takes it
+            assert not await b.lease("scheduler", "node-a", ttl)
             await b.release("scheduler", "node-a")  # not a's to give up: no effect
-            assert not await b.lease("scheduler", "node-a", 10)
+            assert not await b.lease("scheduler", "node-a", ttl)
             await b.release("scheduler", "node-b")
-            assert await b.lease("scheduler", "node-a", 10)  # released: free at once
-            got = await asyncio.gather(*[b.lease("race", f"n{i}", 10) for i in range(20)])
+            assert await b.lease("scheduler", "node-a", ttl)  # released: free at once
+            got = await asyncio.gather(*[b.lease("race", f"n{i}", ttl) for i in range(20)])
             assert sum(got) == 1  # concurrent takers: exactly one wins
         finally:
             await b.close()
         b2 = await open_broker(clock)
         try:  # a lease survives a reopen
-            assert not await b2.lease("scheduler", "node-b", 10)
+            assert not await b2.lease("scheduler", "node-b", ttl)
         finally:
             await b2.close()
 
     @async_test
-    async def test_idempotency_records(self, open_broker: Any, clock: FakeClock) -> None:
+    async def test_idempotency_records(self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
+        long_lock, lock, expiry = self.T.delay, self.T.visibility, self.T.expiry
         try:
-            assert await b.idem_begin("k1", "h1", 60) == ("new", None)
-            assert await b.idem_begin("k1", "h1", 60) == ("in_progress", None)
-            assert await b.idem_begin("k1", "other", 60) == ("mismatch", None)
-            await b.idem_complete("k1", '{"r": 1}', 3600)
-            assert await b.idem_begin("k1", "h1", 60) == ("done", '{"r": 1}')
-            clock.advance(3601)  # the record expired: the work may run again
-            assert await b.idem_begin("k1", "h1", 60) == ("new", None)
+            assert await b.idem_begin("k1", "h1", long_lock) == ("new", None)
+            assert await b.idem_begin("k1", "h1", long_lock) == ("in_progress", None)
+            assert await b.idem_begin("k1", "other", long_lock) == ("mismatch", None)
+            t = Timeline(clock)
+            await b.idem_complete("k1", '{"r": 1}', expiry)
+            assert await b.idem_begin("k1", "h1", long_lock) == ("done", '{"r": 1}')
+            await t.at(self.after(expiry, edge=1))  # the record expired: the work may run again
+            assert await b.idem_begin("k1", "h1", long_lock) == ("new", None)
             # a run that died holding the lock is taken over after the lock expires
-            assert await b.idem_begin("k2", "h", 30) == ("new", None)
-            clock.advance(31)
-            assert await b.idem_begin("k2", "h", 30) == ("new", None)
+            t.restart()
+            assert await b.idem_begin("k2", "h", lock) == ("new", None)
+            await t.at(self.after(lock, edge=1))
+            assert await b.idem_begin("k2", "h", lock) == ("new", None)
             # a failed run releases its claim at once
             await b.idem_release("k2")
-            assert await b.idem_begin("k2", "h", 30) == ("new", None)
+            assert await b.idem_begin("k2", "h", lock) == ("new", None)
         finally:
             await b.close()
 
     @async_test
     async def test_streams_keep_order_per_partition_key(self, open_broker: Any,
-                                                        clock: FakeClock) -> None:
+                                                        clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             placed = await b.append("s", [(f"k{i % 3}", f"{i}".encode()) for i in range(30)],
@@ -447,7 +559,7 @@ class BrokerConformance:
 
     @async_test
     async def test_stream_checkpoints_per_consumer_survive_reopen(
-            self, open_broker: Any, clock: FakeClock) -> None:
+            self, open_broker: Any, clock: SuiteClock) -> None:
         b = await open_broker(clock)
         try:
             assert await b.get_checkpoint("s", "c1", 0) is None
