@@ -52,12 +52,13 @@ def need_postgres() -> None:
 
 
 class Node:
-    def __init__(self, name: str, broker: str, store: str, tmp: Path, env: dict) -> None:
+    def __init__(self, name: str, broker: str, store: str, tmp: Path, env: dict,
+                 app: str = APP) -> None:
         self.name = name
         self.log = tmp / f"{name}.log"
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "squall.cli.main", "worker", APP, "--broker", broker,
+                [sys.executable, "-m", "squall.cli.main", "worker", app, "--broker", broker,
                  "--store", store, "--port", "0", "--data-dir", str(tmp / name)],
                 stderr=out, stdout=subprocess.DEVNULL,
                 env={**env, "SQUALL_NODE_ID": name})
@@ -168,3 +169,31 @@ def test_three_nodes_on_one_embedded_file_survive_a_kill_9(tmp_path):
     # several processes on one machine may share the embedded broker file, too
     run_cluster(tmp_path, f"sqlite:///{tmp_path / 'broker.db'}",
                 f"sqlite:///{tmp_path / 'store.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_three_nats_nodes_survive_a_kill_9_and_a_nats_server_restart(tmp_path):
+    # The broker is a nats-server of the test's own (so it can kill -9 and restart it);
+    # the store is PostgreSQL.
+    from backends.nats_fixtures import NatsServer
+
+    need_postgres()
+    server = NatsServer(tmp_path / "nats-store")
+    server.start()
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+
+    def restart_nats() -> None:
+        # mid-run, after the node kill: the broker server crashes and comes back
+        server.kill()
+        server.start()
+
+    try:
+        run_cluster(tmp_path, f"{server.url}?prefix=CLUSTER", f"{PG}?schema={schema}",
+                    mid_run=restart_nats)
+    finally:
+        server.kill()
+        import psycopg
+
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -75,9 +75,32 @@ def open_broker(url: str, **options: Any) -> QueueBroker:
     if scheme in ("nats", "tls"):
         from .jetstream.broker import NatsBroker
 
-        return NatsBroker(url, **options)
+        url, settings = _nats_settings(url)
+        return NatsBroker(url, **{**settings, **options})
     raise BrokerError(f"unsupported broker URL {url!r}: known schemes are sqlite://, "
                       "postgresql://, nats://")
+
+
+_NATS_SETTINGS = {"prefix": str, "replicas": int}
+
+
+def _nats_settings(url: str) -> tuple[str, dict[str, Any]]:
+    """`nats://h:p,nats://h2:p?prefix=SHOP&replicas=3`: the server list, and the broker's
+    own settings from the query (NATS URLs carry none of their own)."""
+    from urllib.parse import parse_qsl
+
+    base, _, query = url.partition("?")
+    settings: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        kind = _NATS_SETTINGS.get(key)
+        if kind is None:
+            raise BrokerError(f"unknown setting {key!r} in NATS URL {redact_url(url)!r}: "
+                              f"known are {', '.join(_NATS_SETTINGS)}")
+        try:
+            settings[key] = kind(value)
+        except ValueError:
+            raise BrokerError(f"bad {key}={value!r} in NATS URL {redact_url(url)!r}") from None
+    return base, settings
 
 
 def open_store(url: str) -> InvocationLog:

@@ -105,8 +105,9 @@ class UnknownResource(StateError):
     status = 404
 
 
-class AccessDenied(StateError):
-    """A function used a resource or action it did not declare (least privilege)."""
+class AccessDenied(StateError, PermissionError):
+    """A function used a resource or action it did not declare (least privilege). Also a
+    PermissionError, for code that catches the builtin."""
 
     code = "AccessDenied"
     status = 403

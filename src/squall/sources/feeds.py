@@ -10,9 +10,10 @@ the function's DLQ ("<function>-dlq") so the shard moves on. The retry/bisect/DL
 is StreamConsumer.process, shared as is; this module only says where records come from,
 how they are filtered, and what the function receives.
 
-Consumers wake when the state service commits to their feed; a slow fallback re-read
-covers writes by other nodes (a shared PostgreSQL store) until that store can notify.
-With several nodes, each shard is read by the node holding its lease.
+Consumers wake when the state service commits to their feed, and, with a shared store
+(PostgreSQL), when any node does: the store's listener calls the service's FeedSignal.
+A slow fallback re-read (FALLBACK_READ_S) is only a safety net. With several nodes, each
+shard is read by the node holding its lease.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..state.formats import sequence
 from .queue import BatchOutcome
 from .stream import LONG_POLL_S, StreamConsumer
 
-FALLBACK_READ_S = 5.0  # a write by another process is seen at most this late
+FALLBACK_READ_S = 5.0  # a write no notification reported is seen at most this late
 
 
 class FeedConsumer(StreamConsumer):

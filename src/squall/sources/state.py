@@ -12,7 +12,8 @@ and sweeps (TTL expiry, lifecycle, feed retention).
 `caller` is the calling function's name as the supervisor knows it (the worker's pool),
 not as the worker says; None for calls from outside any function (a test, the CLI).
 Stores are blocking, so `serve` runs them on the service's executor; writes that append
-to a feed wake that feed's consumers (squall.sources.feeds) at once.
+to a feed wake that feed's consumers (squall.sources.feeds) at once, and a shared store
+(PostgreSQL, in distributed mode) wakes them on every node (its `listen` hook).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class FeedSignal:
         except RuntimeError:  # the loop closed meanwhile
             pass
 
+    def notify_all(self) -> None:
+        """Wake every waiting consumer (a shared store may have missed notifications)."""
+        for feed in list(self._waiters):
+            self.notify(feed)
+
     def _wake(self, feed: str) -> None:
         self.generation[feed] += 1
         for fut in self._waiters.pop(feed, ()):
@@ -116,28 +122,30 @@ class StateService:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="squall-state")
         self._uploads: dict[str, _Upload] = {}
         self.feeds: Any = None  # squall.sources.feeds.Feeds, once attached
+        self.policy: Any = None  # squall.sources.access.AccessPolicy (uses=), if set
         self._sweeper: asyncio.Task[None] | None = None
         self.leases: Any = None
 
     @classmethod
     def for_data_dir(cls, data_dir: str | Path, *, store_url: str | None = None,
                      cache_url: str | None = None, app: str = "app",
-                     clock: Callable[[], float] = time.time,
+                     clock: Callable[[], float] | None = None,
                      synchronous: str = "FULL") -> StateService:
-        """The embedded stores under `data_dir` (state.db, cache.db, objects/), or the
-        given URLs. A postgresql:// store URL is for the coming PostgreSQL backend."""
+        """A node's stores. With a postgresql:// store URL (distributed mode): tables,
+        feeds and objects in that database and schema, shared by every node, and the
+        cache too unless `cache_url` names another (Redis). Otherwise the embedded stores
+        under `data_dir` (state.db, cache.db, objects/). `clock` (tests) stamps records
+        and decides expiry; None: the stores' own (PostgreSQL's for the shared ones)."""
         data = Path(data_dir)
-        state_url = f"sqlite:///{data / 'state.db'}"
-        if store_url and not store_url.startswith("sqlite"):
-            # no shared (PostgreSQL) state store yet: say so, keep the node running
-            logs.event("state is kept on this node only: no shared state store for "
-                       f"{store_url.split(':', 1)[0]}:// yet", logging.WARNING,
-                       data_dir=str(data))
-        store = open_state(state_url, objects_dir=data / "objects", clock=clock,
-                           synchronous=synchronous)
+        if store_url and store_url.split(":", 1)[0] in ("postgresql", "postgres"):
+            store = open_state(store_url, clock=clock)
+            cache = open_cache(cache_url or store_url, clock=clock, prefix=f"squall:{app}:")
+            return cls(store, cache, clock=clock or time.time)
+        store = open_state(f"sqlite:///{data / 'state.db'}", objects_dir=data / "objects",
+                           clock=clock, synchronous=synchronous)
         cache = open_cache(cache_url or f"sqlite:///{data / 'cache.db'}", clock=clock,
                            prefix=f"squall:{app}:")
-        return cls(store, cache, clock=clock)
+        return cls(store, cache, clock=clock or time.time)
 
     def configure(self, manifest: dict[str, Any]) -> None:
         self.decls = StateDeclarations.from_manifest(manifest)
@@ -145,9 +153,10 @@ class StateService:
     # -- the entry point ---------------------------------------------------------------
 
     def authorize(self, caller: str | None, kind: str, resource: str, action: str) -> None:
-        """Least privilege (`uses=`) hooks in here: every state call of every function
-        passes through with the caller's name. Today everything declared is allowed."""
-        return None
+        """Least privilege (`uses=`): every state call of every function passes through
+        here with the caller's name; `policy` (squall.sources.access) decides."""
+        if self.policy is not None:
+            self.policy.check(caller, kind, resource, action)
 
     def call(self, caller: str | None, kind: str, resource: str, op: str,
              args: list[Any]) -> Any:
@@ -525,6 +534,9 @@ class StateService:
         sweep_cache = getattr(self.cache, "cache_sweep", None)
         if sweep_cache is not None:
             done["expired_cache"] = sweep_cache()
+        sweep_uploads = getattr(self.store, "sweep_uploads", None)  # a shared store's
+        if sweep_uploads is not None and self.decls.buckets:  # abandoned by a dead node
+            done["aborted_uploads"] += sweep_uploads()
         idle = time.monotonic() - UPLOAD_IDLE_S
         for upload_id, up in list(self._uploads.items()):
             if up.touched < idle:
@@ -607,6 +619,9 @@ class StateService:
         `drain()`) and the periodic sweeper."""
         self.signal.loop = asyncio.get_running_loop()
         self._live = live
+        listen = getattr(self.store, "listen", None)
+        if listen is not None:  # a shared store: commits on every node wake our consumers
+            await listen(self.signal.notify, self.signal.notify_all)
         if self.feeds is not None:
             await self.feeds.start(live=live)
         if sweep_interval_s:
@@ -639,6 +654,9 @@ class StateService:
             self._sweeper = None
         if self.feeds is not None:
             await self.feeds.stop()
+        unlisten = getattr(self.store, "unlisten", None)
+        if unlisten is not None:
+            await unlisten()
 
     def close(self) -> None:
         for up in self._uploads.values():
