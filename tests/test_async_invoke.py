@@ -85,3 +85,24 @@ def test_invoke_async_from_a_worker():
         client.drain()
         assert "flaky attempt 1 for {'from': 'starter'}" in client.logs("flaky")
         assert "audit Success" in client.logs("audit")
+
+
+def test_work_in_progress_elsewhere_does_not_use_up_the_retries(client):
+    # Given a function with 1 retry whose key is held by another run for 5 attempts
+    client.invoke_async("held_elsewhere", {"held_times": 5, "key": "held-1"})
+    for _ in range(8):
+        client.drain()
+        client.clock.advance(300)
+    # Then it is retried past its 2 attempts, and runs once the key is free
+    assert client.logs("held_elsewhere").count("held attempt") == 6
+    assert client.dead_letters("_async.held_elsewhere-dlq") == []
+
+
+def test_in_progress_retries_are_bounded_and_wait_for_the_claim():
+    from squall.config import QueueTrigger
+    from squall.sources.queue import IN_PROGRESS_EXTRA_RECEIVES, retry_plan
+
+    t = QueueTrigger(queue="q", max_receive=3)
+    assert retry_plan(t, 3, "RuntimeError", 0.5) is None  # an ordinary failure: done
+    assert retry_plan(t, 3, "IdempotencyInProgress", 0.0) >= 1.0  # waits at least 1 s
+    assert retry_plan(t, 3 + IN_PROGRESS_EXTRA_RECEIVES, "IdempotencyInProgress", 0.5) is None

@@ -132,8 +132,11 @@ def run_cluster(tmp_path: Path, broker: str, store: str, *, mid_run=None) -> Non
             mid_run()
         loader.result(120)  # all of it was accepted
         # Then the surviving nodes finish all of it
-        wait_until(lambda: counts(count_db) == {"queue": N, "event": N}, 180,
-                   f"all items counted (have {counts(count_db)})")
+        try:
+            wait_until(lambda: counts(count_db) == {"queue": N, "event": N}, 180,
+                       "all items counted")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: have {counts(count_db)}") from None
     finally:
         for n in nodes:
             n.stop()

@@ -37,3 +37,15 @@ def failures(batch, ctx):
 @app.function()
 def starter(event, ctx):
     return app.invoke_async("flaky", {"from": "starter"})
+
+
+@app.function(retries=1)
+def held_elsewhere(event, ctx):
+    """Raises IdempotencyInProgress (another run holds the key) a few times, then works."""
+    from squall.idempotency import IdempotencyInProgress
+
+    n = ATTEMPTS[event["key"]] = ATTEMPTS.get(event["key"], 0) + 1
+    print(f"held attempt {n}")
+    if n <= event["held_times"]:
+        raise IdempotencyInProgress("key 'k' is being processed by another run")
+    return n

@@ -19,7 +19,7 @@ from ..backends.broker import Delivery
 from ..config import FunctionConfig, QueueTrigger
 from ..observe import logs
 from ..types import InvocationResult
-from .queue import BatchOutcome, QueueConsumer
+from .queue import BatchOutcome, QueueConsumer, retry_plan
 
 Deliver = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -88,8 +88,8 @@ class EventConsumer(QueueConsumer):
             await self.broker.ack(self.queue, [d.receipt])
             return "ok"
         error = f"{result.error_type}: {result.error_message}"
-        if d.receive_count < t.max_receive:
-            delay = t.retry.delay(d.receive_count, self.rand())
+        delay = retry_plan(t, d.receive_count, result.error_type, self.rand())
+        if delay is not None:
             await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=error)
             return "retry"
         return await self._give_up(d, "RetriesExhausted", result, error)

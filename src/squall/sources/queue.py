@@ -27,6 +27,24 @@ from ..types import InvocationResult
 
 LONG_POLL_S = 20.0
 ERROR_PAUSE_S = 1.0
+# A run that failed with IdempotencyInProgress did not fail: another run holds the key (a
+# concurrent duplicate, or a run killed at its timeout whose claim ends shortly after).
+# Its retries wait at least this long and do not use up `max_receive`: up to this many
+# receives more are allowed before it is dead-lettered.
+IN_PROGRESS = "IdempotencyInProgress"
+IN_PROGRESS_MIN_DELAY_S = 1.0
+IN_PROGRESS_EXTRA_RECEIVES = 10
+
+
+def retry_plan(trigger: QueueTrigger, receive_count: int, error_type: str | None,
+               rand: float) -> float | None:
+    """The delay before the next attempt, or None when the message has had its attempts."""
+    in_progress = error_type == IN_PROGRESS
+    limit = trigger.max_receive + (IN_PROGRESS_EXTRA_RECEIVES if in_progress else 0)
+    if receive_count >= limit:
+        return None
+    delay = trigger.retry.delay(receive_count, rand)
+    return max(delay, IN_PROGRESS_MIN_DELAY_S) if in_progress else delay
 
 Invoke = Callable[..., Awaitable[InvocationResult]]
 
@@ -153,10 +171,12 @@ class QueueConsumer:
         if ok:
             await self.broker.ack(self.queue, [d.receipt for d in ok])
         retried = 0
+        error_type = result.error_type if result is not None and not result.ok else None
         for d in live:
             if d.message_id not in failed:
                 continue
-            if d.receive_count >= t.max_receive:
+            delay = retry_plan(t, d.receive_count, error_type, self.rand())
+            if delay is None:
                 await self.broker.dead_letter(self.queue, d.receipt, dlq=t.dead_letter_queue,
                                               reason="max_receive", error=error)
                 dead += 1
@@ -164,7 +184,6 @@ class QueueConsumer:
                            message_id=d.message_id, attempts=d.receive_count, error=error,
                            dlq=t.dead_letter_queue)
             else:
-                delay = t.retry.delay(d.receive_count, self.rand())
                 await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=error)
                 retried += 1
         return BatchOutcome(succeeded=len(ok), retried=retried, dead_lettered=dead)
