@@ -99,3 +99,34 @@ async def test_each_stream_shard_is_read_by_one_node_only(tmp_path):
             await c.leases.release_all()
         for b in brokers:
             await b.close()
+
+
+@async_test
+async def test_one_scheduler_leads_and_each_tick_fires_once_across_nodes(tmp_path):
+    from squall.config import ScheduleTrigger
+    from squall.sources.scheduler import Scheduler
+    from squall.testing.conformance import FakeClock
+
+    clock = FakeClock(start=1_750_000_000.0)  # the broker's clock: lease expiry and ticks
+    cfg = FunctionConfig(name="tick", kind="function",
+                         schedule=ScheduleTrigger(expression="rate(1 minute)"))
+    brokers = [SqliteBroker(tmp_path / "b.db", clock=clock) for _ in range(2)]
+    nodes = [Scheduler(b, {"tick": cfg}, clock=clock, leases=LeaseKeeper(b, f"n{i}", ttl_s=10))
+             for i, b in enumerate(brokers)]
+    try:
+        assert await nodes[0].step() and not await nodes[1].step()  # n0 leads
+        for _ in range(3):  # three minutes pass; the leader fires each tick once
+            clock.advance(60)
+            assert await nodes[0].step() and not await nodes[1].step()
+        nodes[0].leases._task.cancel()  # n0 dies: no more renewals
+        clock.advance(60)  # past its lease (10 s) and one more tick
+        assert await nodes[1].step()  # n1 takes over and fires the tick n0 missed
+        assert not await nodes[0].step()
+        fired = await brokers[0].receive("_async.tick", 100)
+        times = [json.loads(d.body)["time"] for d in fired]
+        assert len(times) == 4 and len(set(times)) == 4  # one firing per tick, no repeats
+    finally:
+        for s in nodes:
+            await s.leases.release_all()
+        for b in brokers:
+            await b.close()

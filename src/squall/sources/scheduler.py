@@ -87,6 +87,16 @@ class Scheduler:
                     fired += 1
         return fired
 
+    async def step(self) -> bool:
+        """Fire what is due if this node leads (holds the scheduler lease); True if so."""
+        leader = self.leases is None or await self.leases.acquire(self.LEASE)
+        if leader:
+            try:
+                await self.fire_due()
+            except Exception as exc:  # keep the schedule alive; say so
+                logs.event("schedule firing failed", logging.ERROR, error=str(exc))
+        return leader
+
     def next_due(self) -> float | None:
         now = _dt(self.clock())
         times = [t for sf in self.functions if (t := sf.schedule.next_after(now)) is not None]
@@ -102,12 +112,7 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            leader = self.leases is None or await self.leases.acquire(self.LEASE)
-            if leader:
-                try:
-                    await self.fire_due()
-                except Exception as exc:  # keep the schedule alive; say so
-                    logs.event("schedule firing failed", logging.ERROR, error=str(exc))
+            leader = await self.step()
             nxt = self.next_due()
             if nxt is None:
                 return
