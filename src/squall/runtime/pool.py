@@ -282,9 +282,14 @@ class FunctionPool:
             sock, log_fd = await self.runtime.zygote_fork(self.cfg.name)
             loop = asyncio.get_running_loop()
             sock.setblocking(False)
-            _, conn = await loop.create_unix_connection(
-                lambda: WorkerConn(self, sock, log_fd, on_demand), sock=sock
-            )
+            try:
+                _, conn = await loop.create_unix_connection(
+                    lambda: WorkerConn(self, sock, log_fd, on_demand), sock=sock
+                )
+            except BaseException:  # cancelled (shutting down) or failed: nothing leaks
+                sock.close()
+                os.close(log_fd)
+                raise
         finally:
             self.starting -= 1
         self.workers.append(conn)
@@ -321,46 +326,50 @@ class FunctionPool:
         head = w.inflight.popleft()[1] if w.inflight else None
         queued = [p for _, p in w.inflight]
         w.inflight.clear()
-        if head is not None:
-            reason = w.kill_reason
-            if reason is None:
-                try:
-                    status = await asyncio.wait_for(asyncio.shield(w.exit_status), EXIT_STATUS_WAIT_S)
-                except asyncio.TimeoutError:
-                    status = None
-                how = describe_wait_status(status)
-                etype, emsg, kind = "Runtime.ExitError", (
-                    f"RequestId: {head.request_id} Error: Runtime exited with error: {how}"
-                ), "crash"
-                if not w.ready:
-                    etype = "Runtime.InitError"
-            elif reason == "timeout":
-                etype, kind = "Sandbox.Timedout", "timeout"
-                emsg = (f"RequestId: {head.request_id} Error: Task timed out after "
-                        f"{self.cfg.timeout_s:.2f} seconds")
-            elif reason == "memory":
-                etype, kind = "Runtime.OutOfMemory", "memory"
-                emsg = (f"RequestId: {head.request_id} Error: Runtime exited: function "
-                        f"{self.cfg.name!r} went over its memory limit of {self.cfg.memory_mb} MB")
-            else:
-                etype, kind = "Runtime.ExitError", "crash"
-                emsg = f"RequestId: {head.request_id} Error: worker stopped ({reason})"
-            now = time.monotonic()
-            started = head.started_at or now
-            duration_ms = (now - started) * 1000.0 if head.started_at else 0.0
-            peak = w.peak_mb
-            self.runtime.finish(
-                self.cfg, head, status=kind, value=None, error_type=etype, error_message=emsg,
-                stack=None, duration_ms=duration_ms, max_memory_mb=peak,
-                cold=head.cold, init_ms=None, logs=w.read_logs(),
-            )
-        if w.pid:
-            self.runtime.pids.pop(w.pid, None)
         try:
-            os.close(w.log_fd)
-        except OSError:  # pragma: no cover
-            pass
-        w.sock.close()
+            if head is not None:
+                reason = w.kill_reason
+                if reason is None:
+                    try:
+                        status = await asyncio.wait_for(asyncio.shield(w.exit_status),
+                                                        EXIT_STATUS_WAIT_S)
+                    except asyncio.TimeoutError:
+                        status = None
+                    how = describe_wait_status(status)
+                    etype, emsg, kind = "Runtime.ExitError", (
+                        f"RequestId: {head.request_id} Error: Runtime exited with error: {how}"
+                    ), "crash"
+                    if not w.ready:
+                        etype = "Runtime.InitError"
+                elif reason == "timeout":
+                    etype, kind = "Sandbox.Timedout", "timeout"
+                    emsg = (f"RequestId: {head.request_id} Error: Task timed out after "
+                            f"{self.cfg.timeout_s:.2f} seconds")
+                elif reason == "memory":
+                    etype, kind = "Runtime.OutOfMemory", "memory"
+                    emsg = (f"RequestId: {head.request_id} Error: Runtime exited: function "
+                            f"{self.cfg.name!r} went over its memory limit of "
+                            f"{self.cfg.memory_mb} MB")
+                else:
+                    etype, kind = "Runtime.ExitError", "crash"
+                    emsg = f"RequestId: {head.request_id} Error: worker stopped ({reason})"
+                now = time.monotonic()
+                started = head.started_at or now
+                duration_ms = (now - started) * 1000.0 if head.started_at else 0.0
+                peak = w.peak_mb
+                self.runtime.finish(
+                    self.cfg, head, status=kind, value=None, error_type=etype, error_message=emsg,
+                    stack=None, duration_ms=duration_ms, max_memory_mb=peak,
+                    cold=head.cold, init_ms=None, logs=w.read_logs(),
+                )
+        finally:  # also when cancelled while waiting for the exit status (shutdown)
+            if w.pid:
+                self.runtime.pids.pop(w.pid, None)
+            try:
+                os.close(w.log_fd)
+            except OSError:  # pragma: no cover
+                pass
+            w.sock.close()
         for p in queued:  # never started: safe to run elsewhere
             asyncio.ensure_future(self._resubmit(p))
         self._wake_one()
