@@ -30,7 +30,11 @@ from .config import (
     validate_queue_name,
 )
 from .app_calls import Calls, NotRunning
+from .app_sources import DeclaresSources, check_uses
 from .app_state import DeclaresState
+from .app_asl import DeclaresStateMachines
+from .eventstore.declare import DeclaresEvents
+from .workflows.declare import DeclaresWorkflows
 from .types import Handler
 
 _SETTINGS = (
@@ -46,6 +50,7 @@ _SETTINGS = (
     "max_event_age_s",
     "on_success",
     "on_failure",
+    "uses",
 )
 _QUEUE_SETTINGS = (
     "batch_size",
@@ -126,7 +131,8 @@ def _signature(handler: Handler) -> str:
         return "(unknown)"
 
 
-class App(Calls, DeclaresState):
+class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEvents,
+          DeclaresStateMachines):
     """A named set of functions and their triggers.
 
     >>> app = App("shop")
@@ -135,7 +141,8 @@ class App(Calls, DeclaresState):
     ...     return {"hello": request.path_params["name"]}
     """
 
-    def __init__(self, name: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, name: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 strict: bool = False) -> None:
         if not isinstance(name, str) or not _APP_NAME_RE.fullmatch(name):
             raise ConfigError(
                 f"app name {name!r} is invalid: use 1-63 lower-case letters, digits, '-' or '_', "
@@ -146,6 +153,7 @@ class App(Calls, DeclaresState):
             raise ConfigError(f"app {name!r}: max_body_bytes must be a positive int")
         self.name = name
         self.max_body_bytes = max_body_bytes
+        self.strict = bool(strict)  # every function must declare uses= (least privilege)
         self.functions: dict[str, Function] = {}
         self.rules: dict[str, RuleConfig] = {}
         self.subscriptions: list[Subscription] = []
@@ -487,6 +495,10 @@ class App(Calls, DeclaresState):
                 f"function {fname!r} is already registered in app {self.name!r}; pass name= "
                 "to register it under another name"
             )
+        if self.strict and cfg.uses is None:
+            raise ConfigError(
+                f"function {fname!r}: app {self.name!r} is strict: declare what the function "
+                "uses, e.g. uses={'orders': 'read', 'emails': 'send'} (uses={} for nothing)")
         native = cfg.format == "native"
         takes_two = _accepts(handler, 2)
         if not (takes_two or (native and _accepts(handler, 1))):
@@ -508,6 +520,7 @@ class App(Calls, DeclaresState):
 
     def manifest(self) -> dict[str, Any]:
         """The registry as plain data: what a supervisor needs, without any user code."""
+        check_uses(self)
         return {
             "app": self.name,
             "max_body_bytes": self.max_body_bytes,
@@ -515,6 +528,9 @@ class App(Calls, DeclaresState):
             "rules": [r.to_manifest() for r in self.rules.values()],
             "subscriptions": [s.to_manifest() for s in self.subscriptions],
             "state": self.state_manifest(),
+            "strict": self.strict,
+            "workflows": self.workflow_manifest(),
+            "event_consumers": self.events_manifest(),
         }
 
     # -- calling -------------------------------------------------------------------

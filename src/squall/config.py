@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .triggers import (EmailTrigger, MqttTrigger, TriggerError, WebhookTrigger, parse_uses,
+                       uses_to_manifest)
+
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 HTTP_FORMATS = ("native", "aws-http-v2", "aws-rest-v1")
 FUNCTION_FORMATS = ("native", "aws", "aws-eventbridge", "aws-scheduled", "aws-sns")
@@ -305,8 +308,18 @@ class FunctionConfig:
     schedule: ScheduleTrigger | None = None
     stream: StreamTrigger | None = None
     feed: FeedTrigger | None = None  # on_change / on_object
+    mqtt: MqttTrigger | None = None  # on_mqtt (squall.triggers)
+    email: EmailTrigger | None = None  # on_email
+    webhook: WebhookTrigger | None = None  # webhook (its route is in `routes`)
+    # least privilege: ((resource, (actions...)), ...); None = undeclared (everything)
+    uses: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.uses, dict):  # as declared: {"orders": "read", ...}
+            try:
+                object.__setattr__(self, "uses", parse_uses(self.uses))
+            except TriggerError as exc:
+                raise _fail(self.name, exc.setting, exc.problem) from None
         _validate(self)
 
     def to_manifest(self) -> dict[str, Any]:
@@ -331,6 +344,10 @@ class FunctionConfig:
             "schedule": self.schedule.to_manifest() if self.schedule else None,
             "stream": self.stream.to_manifest() if self.stream else None,
             "feed": self.feed.to_manifest() if self.feed else None,
+            "mqtt": self.mqtt.to_manifest() if self.mqtt else None,
+            "email": self.email.to_manifest() if self.email else None,
+            "webhook": self.webhook.to_manifest() if self.webhook else None,
+            "uses": uses_to_manifest(self.uses),
         }
 
     def async_trigger(self) -> QueueTrigger:
@@ -356,6 +373,12 @@ class FunctionConfig:
             fields["stream"] = StreamTrigger.from_manifest(fields["stream"])
         if fields.get("feed"):
             fields["feed"] = FeedTrigger.from_manifest(fields["feed"])
+        if fields.get("mqtt"):
+            fields["mqtt"] = MqttTrigger(**fields["mqtt"])
+        if fields.get("email"):
+            fields["email"] = EmailTrigger.from_manifest(fields["email"])
+        if fields.get("webhook"):
+            fields["webhook"] = WebhookTrigger(**fields["webhook"])
         return cls(**fields)
 
 
@@ -440,6 +463,17 @@ def _validate(cfg: FunctionConfig) -> None:
         if cfg.queue is None:
             raise _fail(n, "queue", "must be set for a queue function")
         validate_queue_trigger(n, cfg.queue, cfg.timeout_s)
+    for source in (cfg.mqtt, cfg.email, cfg.webhook):
+        if source is not None:
+            if cfg.kind != "function":
+                raise _fail(n, "kind", "must be 'function' for an MQTT, email or webhook "
+                            "trigger (they are delivered asynchronously)")
+            try:
+                source.check()
+            except TriggerError as exc:
+                raise _fail(n, exc.setting, exc.problem) from None
+    if cfg.uses is not None and not isinstance(cfg.uses, tuple):
+        raise _fail(n, "uses", "must be a dict of resource name to action(s)")
 
 
 CHANGE_EVENTS = ("insert", "modify", "remove")

@@ -31,8 +31,11 @@ from .runtime.logwriter import ProcessLogSink
 from .runtime.metering import Recorder
 from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
 from .runtime.zygote_client import ZygoteError
+from .sources.access import AccessPolicy
+from .sources.ingress import Ingress, IngressSettings
 from .sources.messaging import Messaging
 from .sources.state import StateService
+from .sources.webhooks import Webhooks
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class ServeOptions:
     broker_url: str | None = None
     store_url: str | None = None
     node_id: str | None = None
+    # event sources from outside (None: SQUALL_MQTT_URL / SQUALL_SMTP_PORT, or defaults)
+    mqtt_url: str | None = None
+    smtp_port: int | None = None
 
     @property
     def store(self) -> str:
@@ -113,11 +119,28 @@ class Supervisor:
         state.configure(manifest)
         state.attach(runtime.invoke, broker, runtime.configs, leases=messaging.leases)
         runtime.caller_services["state"] = state.serve
+        policy = self.policy = AccessPolicy(runtime.configs)  # least privilege (uses=)
+        runtime.authorize = policy.check_call
+        state.policy = policy
         await messaging.start()
         await state.start()
+        from .workflows.wiring import Orchestration  # durable workflows, the event store
+
+        orchestration = self.orchestration = Orchestration(
+            opts.data_dir, runtime.invoke, manifest, leases=messaging.leases)
+        orchestration.attach_runtime(runtime.services)
+        await orchestration.start()
+        ingress = self.ingress = Ingress(  # MQTT subscriptions, SMTP server
+            broker, state, runtime.configs, IngressSettings.from_env(
+                mqtt_url=opts.mqtt_url, smtp_port=opts.smtp_port,
+                shared=opts.broker_url is not None),
+            app=manifest["app"], node_id=messaging.node_id)
+        await ingress.start()
+        webhooks = self.webhooks = Webhooks(messaging, runtime.configs)
         admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()},
                           ingest=messaging.ingest_cloudevents)
-        gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin)
+        gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin,
+                          webhooks=webhooks)
         self.gateway = gateway
         # Everything built so far lives as long as the server: keep the collector off it,
         # and collect the young generation less often (fewer pauses on the request path).
@@ -137,10 +160,13 @@ class Supervisor:
             announcer.cancel()
             if watcher is not None:
                 watcher.cancel()
+            await orchestration.stop()
+            await ingress.stop()
             await messaging.stop()
             await state.stop()
             await runtime.stop()
             state.close()
+            orchestration.close()
             await broker.close()
             await recorder.close()
             sink.close()
@@ -189,6 +215,10 @@ class Supervisor:
             await self.messaging.reconfigure(self.runtime.configs, self.runtime.rules,
                                              self.runtime.subscriptions)
             await self.state.reconfigure(manifest, self.runtime.configs)
+            self.policy.configure(self.runtime.configs)
+            self.orchestration.reconfigure(manifest)
+            self.webhooks.configure(self.runtime.configs)
+            await self.ingress.reconfigure(self.runtime.configs)
             logs.event("reloaded", files=files, generation=self.runtime.generation,
                        functions=len(manifest["functions"]))
             self.reloaded.set()

@@ -69,9 +69,16 @@ def _check_url(option: str, url: str | None, schemes: tuple[str, ...]) -> None:
         raise fail(f"{option} {url!r} is not a URL Squall can use: expected one of {known}")
 
 
+MQTT_HELP = ("MQTT broker for @app.on_mqtt functions (default: $SQUALL_MQTT_URL or "
+             "mqtt://127.0.0.1:1883).")
+SMTP_PORT_HELP = ("Port of the SMTP server for @app.on_email functions, on 127.0.0.1 "
+                  "(default: $SQUALL_SMTP_PORT or 2525).")
+
+
 def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: bool, *,
            broker: str | None = None, store: str | None = None,
-           node_id: str | None = None) -> None:
+           node_id: str | None = None, mqtt: str | None = None,
+           smtp_port: int | None = None) -> None:
     from ..backends import BrokerError
     from ..server import ServeOptions, run
 
@@ -80,9 +87,18 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
         raise fail(f"--port must be from 0 to 65535, got {port}")
     _check_url("--broker", broker, BROKER_SCHEMES)
     _check_url("--store", store, STORE_SCHEMES)
+    _check_url("--mqtt", mqtt, ("mqtt", "mqtts", "tcp", "ssl"))
+    if smtp_port is not None and not 0 <= smtp_port <= 65535:
+        raise fail(f"--smtp-port must be from 0 to 65535, got {smtp_port}")
+    from ..sources.ingress import IngressConfigError, IngressSettings
+
+    try:  # --mqtt, --smtp-port and their SQUALL_* variables, before anything starts
+        IngressSettings.from_env(mqtt_url=mqtt, smtp_port=smtp_port)
+    except IngressConfigError as exc:
+        raise fail(str(exc)) from None
     opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
                         expose_errors=expose, broker_url=broker, store_url=store,
-                        node_id=node_id)
+                        node_id=node_id, mqtt_url=mqtt, smtp_port=smtp_port)
     try:
         run(ref, opts)
     except ZygoteError as exc:
@@ -102,9 +118,11 @@ def dev(
     port: int = typer.Option(8080, help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
     data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help=MQTT_HELP),
+    smtp_port: Optional[int] = typer.Option(None, "--smtp-port", help=SMTP_PORT_HELP),
 ) -> None:
     """Run the app with hot reload: edits take effect on the next request."""
-    _serve(app, port, host, data_dir, reload=True, expose=True)
+    _serve(app, port, host, data_dir, reload=True, expose=True, mqtt=mqtt, smtp_port=smtp_port)
 
 
 @cli.command()
@@ -117,10 +135,12 @@ def run(
         False, help="Put function error types and messages in HTTP error bodies."),
     broker: Optional[str] = typer.Option(None, envvar="SQUALL_BROKER", help=BROKER_HELP),
     store: Optional[str] = typer.Option(None, envvar="SQUALL_STORE", help=STORE_HELP),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help=MQTT_HELP),
+    smtp_port: Optional[int] = typer.Option(None, "--smtp-port", help=SMTP_PORT_HELP),
 ) -> None:
     """Run the app without reload, for production."""
     _serve(app, port, host, data_dir, reload=False, expose=expose_errors, broker=broker,
-           store=store)
+           store=store, mqtt=mqtt, smtp_port=smtp_port)
 
 
 @cli.command()
@@ -136,11 +156,14 @@ def worker(
     data_dir: str = typer.Option(".squall", help="Local scratch space of this node."),
     expose_errors: bool = typer.Option(
         False, help="Put function error types and messages in HTTP error bodies."),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help=MQTT_HELP),
+    smtp_port: Optional[int] = typer.Option(None, "--smtp-port", help=SMTP_PORT_HELP),
 ) -> None:
     """Run one node of a cluster: any number of nodes on one broker and store share the
-    queues, topics, bus rules, streams and schedules, and each serves HTTP."""
+    queues, topics, bus rules, streams and schedules, and each serves HTTP. MQTT
+    subscriptions are shared ($share/squall/...): each message goes to one node."""
     _serve(app, port, host, data_dir, reload=False, expose=expose_errors, broker=broker,
-           store=store, node_id=node_id)
+           store=store, node_id=node_id, mqtt=mqtt, smtp_port=smtp_port)
 
 
 def _parse_data(data: Optional[str], data_file: Optional[Path]) -> Any:
@@ -232,6 +255,11 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
             manifest = await runtime.start()
         recorder.app = manifest["app"]
         state = attach_state(runtime, manifest, data_dir)  # tables, cache, buckets
+        if manifest.get("workflows") or manifest.get("event_consumers"):
+            from ..workflows.wiring import Orchestration  # workflows, the event store
+
+            orchestration = Orchestration(data_dir, runtime.invoke, manifest)
+            orchestration.attach_runtime(runtime.services)
         cfg = runtime.config(function)
         if cfg.kind == "http" and cfg.format == "native":
             req = _route_request(cfg, _http_request(function, data))
@@ -321,7 +349,9 @@ def functions(
         table.add_column(col, no_wrap=col in ("function", "trigger"))  # never cut a name
     for f in manifest["functions"]:
         trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or (
-            f"queue {f['queue']['queue']}" if f.get("queue") else "invoke")
+            f"queue {f['queue']['queue']}" if f.get("queue") else
+            f"mqtt {f['mqtt']['topic']}" if f.get("mqtt") else
+            f"email {', '.join(f['email']['to'])}" if f.get("email") else "invoke")
         table.add_row(
             f["name"], trigger, f["format"], f"{f['memory_mb']} MB", f"{f['timeout_s']:g} s",
             str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
@@ -380,6 +410,8 @@ def logs(
 
 from .queues import dlq_cli, publish, replay, schedules, send  # noqa: E402
 from .state import attach_state, storage  # noqa: E402
+from .check import check  # noqa: E402
+from .workflows import signal, workflows_cli  # noqa: E402
 
 cli.command()(send)
 cli.command()(schedules)
@@ -387,6 +419,9 @@ cli.command()(publish)
 cli.command()(replay)
 cli.add_typer(dlq_cli, name="dlq")
 cli.command()(storage)
+cli.command()(check)
+cli.add_typer(workflows_cli, name="workflows")
+cli.command()(signal)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..sources.access import AccessPolicy
 from ..sources.state import StateService
 APP_HELP = "The app: a Python file (or directory with app.py) defining an App, or module:attr."
 DATA_DIR_HELP = "Where the embedded store keeps its data."
@@ -24,6 +25,9 @@ def attach_state(runtime: Any, manifest: dict[str, Any], data_dir: str) -> State
                                       app=manifest["app"])
     state.configure(manifest)
     runtime.caller_services["state"] = state.serve
+    policy = AccessPolicy(runtime.configs)  # uses= holds here as in a server
+    state.policy = policy
+    runtime.authorize = policy.check_call
     return state
 
 

@@ -11,6 +11,7 @@ Every response carries `x-request-id`; every error is JSON with a stable `code`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, Protocol
@@ -38,10 +39,11 @@ class _TooLarge(Exception):
 
 
 def routes_from_manifest(manifest: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """HTTP functions' routes and webhook routes (one table: one lookup per request)."""
     return [
         (method, path, f["name"])
         for f in manifest["functions"]
-        if f["kind"] == "http"
+        if f["kind"] == "http" or f.get("webhook")
         for method, path in f["routes"]
     ]
 
@@ -55,16 +57,19 @@ class Gateway:
         max_body_bytes: int | None = None,
         expose_errors: bool = True,
         admin: ASGIApp | None = None,
+        webhooks: Any = None,
     ) -> None:
         self.invoker = invoker
         self.expose_errors = expose_errors
         self.admin = admin
+        self.webhooks = webhooks  # squall.sources.webhooks.Webhooks: verify, enqueue, 202
         self._max_body_override = max_body_bytes
         self.update(manifest)
 
     def update(self, manifest: dict[str, Any]) -> None:
         """Swap in a new route table (hot reload)."""
         self.router = Router(routes_from_manifest(manifest))
+        self._webhook_functions = {f["name"] for f in manifest["functions"] if f.get("webhook")}
         self.max_body_bytes = self._max_body_override or manifest.get("max_body_bytes",
                                                                        6 * 1024 * 1024)
 
@@ -112,6 +117,9 @@ class Gateway:
             time_epoch_ms=int(time.time() * 1000),
             request_id=rid,
         )
+        if self._webhook_functions and match.target.function in self._webhook_functions:
+            await self._webhook(match.target.function, request, send)
+            return
         try:
             trace = None
             for k, v in headers:
@@ -143,6 +151,30 @@ class Gateway:
             detail = {"errorMessage": result.error_message}
         status, payload = error_body(code, rid, **detail)
         await _send(send, status, payload, _JSON, rid)
+
+
+    async def _webhook(self, function: str, request: HttpRequest, send: Callable) -> None:
+        """A webhook route: verified and made durable by `self.webhooks`, then 202."""
+        rid = request.request_id
+        if self.webhooks is None:
+            await _send(send, *error_body("unavailable", rid), _JSON, rid)
+            return
+        try:
+            code, detail = await self.webhooks.receive(function, request)
+        except Exception as exc:  # the broker is down: the sender will retry
+            logs.event("webhook could not be made durable", logging.ERROR, request_id=rid,
+                       function=function, error=f"{type(exc).__name__}: {exc}")
+            detail = {"errorMessage": str(exc)} if self.expose_errors else {}
+            await _send(send, *error_body("unavailable", rid, **detail), _JSON, rid)
+            return
+        if code == "accepted":
+            body = json.dumps({"message": "Accepted", "requestId": rid, **detail},
+                              separators=(",", ":")).encode()
+            await _send(send, 202, body, _JSON, rid)
+            return
+        if not self.expose_errors and code != "invalid_signature":
+            detail = {}
+        await _send(send, *error_body(code, rid, **detail), _JSON, rid)
 
 
 async def _read_body(receive: Callable, headers: list[tuple[str, str]], limit: int) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 # code -> (HTTP status, message)
 ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "Bad Request"),
+    "invalid_signature": (401, "Unauthorized"),  # a webhook's signature did not verify
     "not_found": (404, "Not Found"),
     "method_not_allowed": (405, "Method Not Allowed"),
     "payload_too_large": (413, "Request Entity Too Large"),

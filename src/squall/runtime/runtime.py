@@ -68,6 +68,9 @@ class Runtime:
         # services that must know which function asks (state: least privilege), called
         # with (payload, caller function name)
         self.caller_services: dict[str, Callable[[Any, str | None], Awaitable[Any]]] = {}
+        # least privilege for every service call: (op, payload, caller) -> None or raise
+        # (squall.sources.access.AccessPolicy.check_call, set by whoever wires services)
+        self.authorize: Callable[[str, Any, str | None], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -129,15 +132,21 @@ class Runtime:
         self.stopping = True
         await cancel(self._housekeeping)
         self._housekeeping = None
+        killed = []
         for pool in self.pools.values():
             for w in list(pool.workers):
                 w.kill("shutdown")
+                killed.append(w)
         for zygote, pools in self._retired:
             for pool in pools:
                 for w in list(pool.workers):
                     w.kill("shutdown")
+                    killed.append(w)
             await zygote.stop()
         self._retired = []
+        for w in killed:  # do not leave their transports for the collector
+            w.close()
+        await asyncio.sleep(0)  # let the transports' close callbacks run
         if self.zygote is not None:
             await self.zygote.stop()
             self.zygote = None
@@ -257,6 +266,8 @@ class Runtime:
                 pass
 
     async def serve_call(self, op: str, payload: Any, caller: str | None = None) -> Any:
+        if self.authorize is not None:
+            self.authorize(op, payload, caller)
         with_caller = self.caller_services.get(op)
         if with_caller is not None:
             return await with_caller(payload, caller)

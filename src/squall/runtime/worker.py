@@ -108,6 +108,10 @@ class _WorkerInvoker:
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         return self.worker.call("put_records", [stream, items])
 
+    def call_service(self, service: str, payload: Any) -> Any:
+        """A supervisor service by name (workflows, the event store)."""
+        return self.worker.call(service, payload)
+
     def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
         """Tables, caches, buckets: the supervisor knows which function asks (the
         worker's pool), so the caller is not sent; state errors come back as themselves."""
@@ -231,6 +235,8 @@ class Worker:
         _, _, ok, value = self.replies.pop(call_id)
         if ok:
             return value
+        if value.get("errorType") == "AccessDenied":  # least privilege, for any service
+            raise _STATE_ERRORS["AccessDenied"](value.get("errorMessage", ""))
         raise NestedInvokeError(value)
 
     def _drain_logs(self) -> str:

@@ -40,9 +40,12 @@ from ..app import App
 from ..backends.sqlite.broker import SqliteBroker
 from ..config import RuleConfig, Subscription
 from ..gateway.asgi import Gateway
+from ..sources.access import AccessPolicy
+from ..sources.ingress import Ingress, IngressSettings
 from ..sources.messaging import Messaging
 from ..sources.queue import BatchOutcome
 from ..sources.state import StateService
+from ..sources.webhooks import Webhooks
 from ..types import InvocationResult
 from .local import LocalInvoker
 
@@ -114,6 +117,7 @@ class TestClient:
         self._loop: _Loop | None = None
         self._invoker: Any = None
         self._gateway: Gateway | None = None
+        self._ingress: list[Ingress] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -176,11 +180,51 @@ class TestClient:
                           rand=self._rand)
         # feeds are not run live here: drain() runs them (and the sweepers) deterministically
         self._loop.run(self.state.start(live=False, sweep_interval_s=None))
-        self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors)
+        self.configs = configs
+        self.policy = AccessPolicy(configs)  # least privilege (uses=), as in the supervisor
+        self.state.policy = self.policy
+        self._invoker.authorize = self.policy.check_call
+        self.webhooks = Webhooks(self.messaging, configs, clock=self.clock)
+        self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors,
+                                webhooks=self.webhooks)
+        from ..workflows.wiring import Orchestration  # workflows and the event store
+
+        self.orchestration = Orchestration(
+            Path(self._tmp.name) / "orchestration", self._invoker.invoke, manifest,
+            clock=self.clock, synchronous="NORMAL")
+        self.workflows, self.events = self.orchestration.engine, self.orchestration.events
+        if self.isolated:
+            self.orchestration.attach_runtime(self._invoker.services)
+        else:
+            self.orchestration.attach_local(self._invoker.services, self._loop.run)
+        self._loop.run(self.orchestration.start(live=False))
+
+    def start_sources(self, *, mqtt_url: str | None = None, smtp_port: int = 0,
+                      smtp_max_bytes: int | None = None, mqtt_client_id: str | None = None,
+                      shared: bool = False) -> Ingress:
+        """Start the app's MQTT subscriptions and SMTP server (port 0: any free port, see
+        `.smtp.port`), as `squall dev` does. Received messages wait durably on the
+        functions' queues: `drain()` runs them. Stopped when the client closes."""
+        assert self._loop is not None, "use `with TestClient(...)`"
+        settings = IngressSettings.from_env(
+            {}, mqtt_url=mqtt_url, smtp_port=smtp_port, smtp_max_bytes=smtp_max_bytes,
+            mqtt_client_id=mqtt_client_id or f"squall-test-{uuid.uuid4().hex[:12]}",
+            shared=shared)
+        ingress = Ingress(self.broker, self.state, self.configs, settings,
+                          app=self.manifest["app"], clock=self.clock)
+        self._ingress.append(ingress)
+        self._loop.run(ingress.start(), 30)
+        return ingress
 
     def close(self) -> None:
         if self._loop is None:
             return
+        for ingress in self._ingress:
+            self._loop.run(ingress.stop(), 30)
+        self._ingress.clear()
+        if getattr(self, "orchestration", None) is not None:
+            self._loop.run(self.orchestration.stop(), 30)
+            self.orchestration.close()
         if self.state is not None:
             self._loop.run(self.state.stop(), 30)
             if self.cache_url:  # a shared cache (Redis): leave nothing of this test behind
@@ -325,6 +369,7 @@ class TestClient:
         while True:
             queued = self._loop.run(self.messaging.drain(), 300)
             fed = self._loop.run(self.state.drain(), 300)
+            self._loop.run(self.orchestration.drain(), 300)
             total = BatchOutcome(*(a + b + c for a, b, c in zip(
                 (total.succeeded, total.retried, total.dead_lettered),
                 (queued.succeeded, queued.retried, queued.dead_lettered),

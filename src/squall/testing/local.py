@@ -126,7 +126,13 @@ class _Binding:
     def __init__(self, invoker: LocalInvoker) -> None:
         self.invoker = invoker
 
+    def _authorize(self, op: str, payload: Any) -> None:
+        """Least privilege, as the supervisor checks it for a worker's CALL."""
+        if self.invoker.authorize is not None:
+            self.invoker.authorize(op, payload, getattr(_local, "function", None))
+
     def invoke(self, function: str, data: Any) -> Any:
+        self._authorize("invoke", [function])
         result = self.invoker.run(function, P.KIND_EVENT, json.dumps(data), str(uuid.uuid4()),
                                   _child_span(getattr(_local, "trace", None)))
         self.invoker.record(result, P.KIND_EVENT)
@@ -135,6 +141,7 @@ class _Binding:
         return result.output
 
     def send(self, queue: str, messages: list[dict[str, Any]]) -> list[str]:
+        self._authorize("send", [queue])
         for m in messages:
             m.setdefault("trace", _child_span(getattr(_local, "trace", None)))
         service = self.invoker.services.get("send")
@@ -144,6 +151,7 @@ class _Binding:
         return service(queue, messages)
 
     def invoke_async(self, function: str, body: str) -> str:
+        self._authorize("invoke_async", [function])
         service = self.invoker.services.get("invoke_async")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
@@ -151,6 +159,7 @@ class _Binding:
         return service(function, body, _child_span(getattr(_local, "trace", None)))
 
     def publish(self, entry_json: str) -> str:
+        self._authorize("publish", entry_json)
         service = self.invoker.services.get("publish")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
@@ -158,6 +167,7 @@ class _Binding:
         return service(_with_trace(entry_json, _child_span(getattr(_local, "trace", None))))
 
     def notify(self, message_json: str) -> str:
+        self._authorize("notify", message_json)
         service = self.invoker.services.get("notify")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
@@ -168,7 +178,17 @@ class _Binding:
         return self.invoker.services["idempotency"](op, args)
 
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
+        self._authorize("put_records", [stream])
         return self.invoker.services["put_records"](stream, items)
+
+    def call_service(self, service: str, payload: Any) -> Any:
+        """A supervisor service by name (workflows, the event store)."""
+        self._authorize(service, payload)
+        fn = self.invoker.services.get(service)
+        if fn is None:
+            raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
+                                     "errorMessage": f"{service!r} is not available here"})
+        return fn(payload)
 
     def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
         service = self.invoker.services.get("state")
@@ -185,6 +205,8 @@ class LocalInvoker:
         self.app = app
         self.on_result = on_result
         self.services = services or {}
+        # least privilege: (op, payload, caller) -> None or raise (AccessPolicy.check_call)
+        self.authorize: Callable[[str, Any, str | None], None] | None = None
         self.warm: set[str] = set()
         self._executor = ThreadPoolExecutor(32, thread_name_prefix="squall-fn")
         self._loops = threading.local()

@@ -1,0 +1,202 @@
+"""Parallel and Map: branches run as child executions of the same machine.
+
+A mixin of the engine's state runner: each branch (a Parallel branch, a Map iteration) is
+an `Execution` over the branch's own States, run to its end by a runner of the same class;
+its history events are appended to the parent's (except for a DISTRIBUTED Map, whose
+items are a Map Run of their own on AWS). Branches run one at a time, stopping at the first
+failure that fails the state (AWS aborts the rest), or on threads when `Env.max_workers`
+> 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .errors import BRANCH_FAILED, DATA_LIMIT_EXCEEDED, RUNTIME, TOLERATED_FAILURE, StatesError
+from .execution import Env, Execution, Fail
+from .history import History, dumps
+
+
+class FanOut:
+    machine: Any
+    ex: Execution
+    env: Env
+    hist: History
+    select: Any
+    template: Any
+    runtime: Any
+    _finish: Any
+    _input: Any
+    run_state: Any
+
+    def _branches(self, jobs: list[Callable[[], Execution]], limit: int,
+                  stop: Callable[[list[Execution]], bool] = lambda done: False
+                  ) -> list[Execution]:
+        """Run branch jobs; one at a time, `stop(done)` ends the run early (the Map or
+        Parallel has already failed, so AWS aborts the remaining branches)."""
+        workers = min(self.env.max_workers, limit or self.env.max_workers, len(jobs) or 1)
+        if workers <= 1:
+            done: list[Execution] = []
+            for job in jobs:
+                done.append(job())
+                if stop(done):
+                    break
+            return done
+        with ThreadPoolExecutor(workers, thread_name_prefix="squall-asl") as pool:
+            return list(pool.map(lambda job: job(), jobs))
+
+    def _child(self, spec: dict[str, Any], data: Any, map_item: dict[str, Any] | None
+               ) -> Callable[[], Execution]:
+        def run() -> Execution:
+            child = Execution(id=self.ex.id, name=self.ex.name, machine=self.ex.machine,
+                              input=self.ex.input, start_time=self.ex.start_time,
+                              current=spec["StartAt"], state_input=data,
+                              variables=dict(self.ex.variables), map_item=map_item)
+            hist = History(child.history)
+            scope = type(self)(self.machine, spec, child, self.env, hist)
+            try:
+                while child.current is not None:
+                    nxt, out = scope.run_state(child.current, child.state_input)
+                    child.current, child.state_input = nxt, out
+                child.status, child.output = "SUCCEEDED", child.state_input
+            except Fail as f:
+                child.status, child.error, child.cause = "FAILED", f.error, f.cause
+            return child
+        return run
+
+    def _parallel(self, name: str, spec: dict[str, Any], raw: Any, ctx: dict[str, Any]
+                  ) -> tuple[str | None, Any]:
+        data = self._input(name, spec, raw)
+        if "Parameters" in spec:
+            data = self.template(name, spec["Parameters"], data, ctx, "Parameters")
+        self.hist.add("ParallelStateStarted", self.env.now())
+        children = self._branches([self._child(b, copy.deepcopy(data), self.ex.map_item)
+                                   for b in spec["Branches"]], 0,
+                                  lambda done: done[-1].status != "SUCCEEDED")
+        for c in children:
+            self.hist.extend(c.history)
+        failed = next((c for c in children if c.status != "SUCCEEDED"), None)
+        if failed is not None:
+            self.hist.add("ParallelStateFailed", self.env.now())
+            self._raise_child(failed)
+        self.hist.add("ParallelStateSucceeded", self.env.now())
+        return self._finish(name, spec, raw, data, [c.output for c in children], ctx)
+
+    def _raise_child(self, child: Execution) -> None:
+        if child.error == RUNTIME or child.error == DATA_LIMIT_EXCEEDED:
+            raise Fail(child.error, child.cause)
+        raise StatesError(child.error or BRANCH_FAILED, child.cause)
+
+    def _map(self, name: str, spec: dict[str, Any], raw: Any, ctx: dict[str, Any]
+             ) -> tuple[str | None, Any]:
+        data = self._input(name, spec, raw)
+        items = self.select(name, spec.get("ItemsPath", "$"), data, "ItemsPath")
+        if not isinstance(items, list):
+            raise self.runtime(name, f"Invalid path '{spec.get('ItemsPath', '$')}': the "
+                                     f"ItemsPath value is not a JSON array: {dumps(items)}")
+        limit = self._int_field(name, spec, data, "MaxConcurrency", 0)
+        tol_count = self._int_field(name, spec, data, "ToleratedFailureCount", None)
+        tol_pct = self._pct_field(name, spec, data)
+        proc = spec.get("ItemProcessor", spec.get("Iterator"))
+        selector = spec.get("ItemSelector", spec.get("Parameters"))
+        self.hist.add("MapStateStarted", self.env.now(), {"length": len(items)})
+        jobs = []
+        for i, item in enumerate(items):
+            mi = {"Index": i, "Value": item}
+            if selector is not None:
+                ictx = dict(ctx, Map={"Item": mi})
+                value = self.template(name, selector, data, ictx, "ItemSelector")
+            else:
+                value = copy.deepcopy(item)
+            jobs.append(self._child(proc, value, mi))
+        def exceeded(done: list[Execution]) -> bool:
+            failed = sum(1 for c in done if c.status != "SUCCEEDED")
+            if not failed:
+                return False
+            if tol_count is None and tol_pct is None:
+                return True
+            return (tol_count is not None and failed > tol_count) or (
+                tol_pct is not None and failed * 100.0 / len(items) > tol_pct)
+
+        children = self._branches(jobs, limit, exceeded)
+        # a DISTRIBUTED map runs its items as child executions (a Map Run): their states
+        # are not in this execution's history, as on AWS
+        distributed = isinstance(proc, dict) and (proc.get("ProcessorConfig") or {}).get(
+            "Mode") == "DISTRIBUTED"
+        if distributed:
+            self.hist.add("MapRunStarted", self.env.now())
+        failures = 0
+        results = []
+        for i, c in enumerate(children):
+            if not distributed:
+                self.hist.add("MapIterationStarted", self.env.now(),
+                              {"index": i, "name": name})
+                self.hist.extend(c.history)
+            if c.status == "SUCCEEDED":
+                if not distributed:
+                    self.hist.add("MapIterationSucceeded", self.env.now(),
+                                  {"index": i, "name": name})
+                results.append(c.output)
+            else:
+                if not distributed:
+                    self.hist.add("MapIterationFailed", self.env.now(),
+                                  {"index": i, "name": name})
+                failures += 1
+                results.append(StatesError(c.error or "", c.cause).as_output())
+        if distributed:
+            self.hist.add("MapRunFailed" if failures else "MapRunSucceeded", self.env.now())
+        if failures:
+            tolerated = tol_count is not None or tol_pct is not None
+            within = tolerated and (tol_count is None or failures <= tol_count) and (
+                tol_pct is None or failures * 100.0 / len(items) <= tol_pct)
+            if not tolerated:
+                self.hist.add("MapStateFailed", self.env.now())
+                self._raise_child(next(c for c in children if c.status != "SUCCEEDED"))
+            if not within:
+                self.hist.add("MapStateFailed", self.env.now())
+                raise StatesError(TOLERATED_FAILURE,
+                                  "The specified tolerated failure threshold was exceeded")
+        self.hist.add("MapStateSucceeded", self.env.now())
+        return self._finish(name, spec, raw, data, results, ctx)
+
+    def _int_field(self, name: str, spec: dict[str, Any], data: Any, f: str,
+                   default: int | None) -> int | None:
+        if f in spec:
+            v = spec[f]
+        elif f + "Path" in spec:
+            v = _as_number(self.select(name, spec[f + "Path"], data, f + "Path"), int)
+            if not (isinstance(v, int) and not isinstance(v, bool)):
+                raise self.runtime(name, f"The {f}Path field refers to value \"{dumps(v)}\" "
+                                         f"which is not a valid integer: {spec[f + 'Path']}")
+        else:
+            return default
+        if v < 0:
+            raise self.runtime(name, f"{f} cannot be negative.")
+        return v
+
+    def _pct_field(self, name: str, spec: dict[str, Any], data: Any) -> float | None:
+        f = "ToleratedFailurePercentage"
+        if f in spec:
+            v = spec[f]
+        elif f + "Path" in spec:
+            v = _as_number(self.select(name, spec[f + "Path"], data, f + "Path"), float)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+                raise self.runtime(name, f"The {f}Path field refers to value \"{dumps(v)}\" "
+                                         f"which is not a valid float: {spec[f + 'Path']}")
+        else:
+            return None
+        if not 0 <= v <= 100:
+            raise self.runtime(name, f"{f} must be between 0 and 100.")
+        return float(v)
+
+
+def _as_number(v: Any, kind: type) -> Any:
+    """AWS reads a numeric string ("1") in the *Path fields of Map as the number."""
+    if isinstance(v, str):
+        try:
+            return kind(v)
+        except ValueError:
+            return v
+    return v

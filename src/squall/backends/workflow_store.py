@@ -1,0 +1,118 @@
+"""The workflow store Protocol: executions, each with an ordered, append-only history.
+
+Everything durable about a workflow or state-machine execution is here and nothing else:
+an `Execution` row (name, kind, status, input, output, error) and its `HistoryEvent`s,
+numbered 1, 2, 3, ... per execution without gaps. The engine above never updates a
+history event; it appends, and may change the execution's status in the same
+transaction (one durable write per step checkpoint). An inbox carries requests from
+outside the engine's process (signals, cancels from the CLI) until the engine takes them.
+
+Python workflows (squall.workflows) and Amazon States Language executions (squall.asl)
+share this store: `kind` tells them apart, event types are theirs to define.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+# statuses: running; then one of the final ones
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+NONDETERMINISTIC = "nondeterministic"  # the code no longer matches its history: stuck
+COMPENSATED = "compensated"  # failed, and the saga's compensations ran
+FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, NONDETERMINISTIC, COMPENSATED})
+
+
+class WorkflowStoreError(Exception):
+    """The store failed (I/O, corruption); the message says which store and why."""
+
+
+class HistoryConflict(WorkflowStoreError):
+    """An append expected a history length that another writer changed first."""
+
+
+class ExecutionExists(WorkflowStoreError):
+    """`create` was given an execution id that is already taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: str
+    name: str  # the workflow or state machine
+    kind: str  # "workflow" | "state_machine"
+    status: str
+    input: Any
+    output: Any = None
+    error: dict[str, Any] | None = None
+    parent: str | None = None  # the execution that started this one as a child
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    length: int = 0  # history events so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "kind": self.kind, "status": self.status,
+                "input": self.input, "output": self.output, "error": self.error,
+                "parent": self.parent, "created_at": self.created_at,
+                "updated_at": self.updated_at, "length": self.length}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    seq: int  # 1-based, gap-free within the execution
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "data": self.data, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    id: int
+    execution_id: str
+    kind: str  # "signal" | "cancel"
+    data: dict[str, Any]
+
+
+class WorkflowStore(Protocol):
+    def create(self, execution: Execution, events: Sequence[tuple[str, dict[str, Any]]]
+               ) -> Execution:
+        """Insert a new running execution with its first history events; raises
+        ExecutionExists if the id is taken."""
+        ...
+
+    def get(self, execution_id: str) -> Execution | None: ...
+
+    def history(self, execution_id: str, after: int = 0) -> list[HistoryEvent]:
+        """Events with seq > after, in order."""
+        ...
+
+    def append(self, execution_id: str, events: Sequence[tuple[str, dict[str, Any]]], *,
+               expected_length: int | None = None, status: str | None = None,
+               output: Any = None, error: dict[str, Any] | None = None) -> int:
+        """Append events (and optionally finish the execution) in one durable write;
+        returns the new history length. With `expected_length`, raises HistoryConflict
+        (writing nothing) if the history has another length."""
+        ...
+
+    def list(self, *, name: str | None = None, status: str | None = None,
+             limit: int = 100) -> list[Execution]:
+        """Newest first."""
+        ...
+
+    def post(self, execution_id: str, kind: str, data: dict[str, Any]) -> int:
+        """Leave a request (signal, cancel) for the engine; returns its id."""
+        ...
+
+    def inbox(self, limit: int = 100) -> list[InboxItem]: ...
+
+    def done(self, item_ids: Sequence[int]) -> None:
+        """Remove inbox items the engine has handled."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,549 @@
+"""The workflow engine: runs in the supervisor (asyncio), never runs user code.
+
+For each running execution a driver loops: read the history, invoke the workflow's
+function with it (the function replays in a worker and answers with a decision, see
+squall.workflows.context), then carry the decision out: invoke step functions (with
+their retry policies), arm durable timers, match signals, start child workflows, run a
+saga's compensations. Every outcome is one append to the workflow store (one durable
+write per step checkpoint); the driver replays again once what the code waits for is
+there. After a crash or restart `recover()` drives every running execution again from
+its history: finished steps are not repeated (a step that was running when the process
+died runs again: steps are at-least-once, make their effects idempotent).
+
+One engine per store: several nodes on one store would each drive the same executions
+(a lease per execution is the next step for the distributed mode; not built yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import random
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from ..backends.workflow_store import (CANCELLED, COMPENSATED, FAILED, FINAL, NONDETERMINISTIC,
+                                       SUCCEEDED, Execution, ExecutionExists, HistoryEvent,
+                                       WorkflowStore, WorkflowStoreError)
+from ..observe import logs
+from .retry import StepRetry
+
+Invoke = Callable[..., Awaitable[Any]]  # (function, kind, payload, *, request_id) -> result
+MARKER = "__squall_workflow__"
+COMPENSATION_RETRY = StepRetry(interval_s=1.0, max_attempts=3, backoff_rate=2.0)
+
+
+class WorkflowFailed(Exception):
+    """A workflow run with `invoke` ended other than succeeded."""
+
+    def __init__(self, execution: Execution) -> None:
+        err = execution.error or {}
+        super().__init__(f"workflow {execution.name!r} execution {execution.id!r} "
+                         f"{execution.status}: {err.get('errorType')}: {err.get('errorMessage')}")
+        self.execution = execution
+        self.payload = {"errorType": err.get("errorType") or "Workflow.Failed",
+                        "errorMessage": str(self)}
+
+
+class UnknownExecution(LookupError):
+    pass
+
+
+def _child_op(child_id: str) -> int:
+    return int(child_id.rsplit(".c", 1)[1])
+
+
+class WorkflowEngine:
+    def __init__(self, store: WorkflowStore, invoke: Invoke, *,
+                 workflows: dict[str, dict[str, Any]] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 rand: Callable[[], float] = random.random, max_parallel: int = 8,
+                 inbox_interval_s: float = 0.5) -> None:
+        self.store = store
+        self.invoke = invoke
+        self.workflows: dict[str, dict[str, Any]] = dict(workflows or {})
+        self.clock = clock
+        self.sleep = sleep
+        self.rand = rand
+        self.inbox_interval_s = inbox_interval_s
+        self._parallel = asyncio.Semaphore(max_parallel)
+        self._groups: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._force: set[str] = set()
+        self._resolved: dict[str, dict[int, str]] = {}  # id -> op -> outcome type
+        self._inflight: set[tuple[str, int]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiters: dict[str, list[asyncio.Future[Execution]]] = {}
+        self._timers: list[tuple[float, str, int, str]] = []  # (fire_at, id, op, kind)
+        self._timer_changed = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._parked: set[str] = set()  # drivers waiting for an outcome, a timer or a signal
+        self._changed = asyncio.Event()
+        self._stopping = False
+
+    def configure(self, workflows: dict[str, dict[str, Any]]) -> None:
+        self.workflows = dict(workflows)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start_live(self) -> None:
+        """Recover running executions; fire timers and read the inbox as time passes."""
+        await self.recover()
+        self._loops = [asyncio.ensure_future(self._timer_loop()),
+                       asyncio.ensure_future(self._inbox_loop())]
+
+    async def stop(self) -> None:
+        # a flag as well as cancel(): Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the awaited invocation completes
+        self._stopping = True
+        for wake in self._wake.values():
+            wake.set()
+        self._timer_changed.set()
+        for t in [*self._loops, *self._drivers.values(), *self._tasks]:
+            t.cancel()
+        for t in [*self._loops, *self._drivers.values(), *self._tasks]:
+            try:
+                await t
+            except BaseException:
+                pass
+        self._loops.clear()
+
+    async def recover(self) -> int:
+        """Drive every running execution again from its history."""
+        running = self.store.list(status="running", limit=1_000_000)
+        for ex in running:
+            self._kick(ex.id)
+        return len(running)
+
+    async def idle(self) -> None:
+        """Until no driver or step runs (timers and signal waits may still be pending)."""
+        while True:
+            self._changed.clear()
+            busy = [t for t in self._tasks if not t.done()] + [
+                t for eid, t in self._drivers.items() if not t.done() and eid not in self._parked]
+            if not busy:
+                return
+            waiter = asyncio.ensure_future(self._changed.wait())
+            await asyncio.wait([*busy, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+
+    # -- the API (service calls, CLI, tests) ------------------------------------------
+
+    async def start(self, name: str, input: Any = None, *, id: str | None = None,
+                    parent: str | None = None) -> Execution:
+        """A new execution of workflow `name` (or the existing one with this id)."""
+        if name not in self.workflows:
+            raise LookupError(f"no workflow {name!r} in this app; declared: "
+                              f"{', '.join(sorted(self.workflows)) or 'none'}")
+        eid = id or uuid.uuid4().hex
+        try:
+            ex = self.store.create(
+                Execution(id=eid, name=name, kind="workflow", status="running", input=input,
+                          parent=parent), [("WorkflowStarted", {"name": name, "input": input})])
+        except ExecutionExists:
+            ex = self.store.get(eid)
+            assert ex is not None
+            if ex.name != name:
+                raise
+            return ex
+        logs.event("workflow started", workflow=name, execution=eid)
+        self._kick(eid)
+        return ex
+
+    async def result(self, execution_id: str, timeout: float | None = None) -> Execution:
+        """Wait until the execution is final."""
+        ex = self.store.get(execution_id)
+        if ex is None:
+            raise UnknownExecution(f"no workflow execution {execution_id!r}")
+        if ex.status in FINAL:
+            return ex
+        fut: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(execution_id, []).append(fut)
+        if execution_id not in self._drivers:
+            self._kick(execution_id)
+        return await asyncio.wait_for(fut, timeout)
+
+    async def run(self, name: str, input: Any = None, *, id: str | None = None,
+                  timeout: float | None = None) -> Any:
+        ex = await self.result((await self.start(name, input, id=id)).id, timeout)
+        if ex.status != SUCCEEDED:
+            raise WorkflowFailed(ex)
+        return ex.output
+
+    async def signal(self, execution_id: str, name: str, data: Any = None) -> None:
+        ex = self._get(execution_id)
+        if ex.status in FINAL:
+            raise WorkflowStoreError(f"execution {execution_id!r} is {ex.status}: it takes "
+                                     "no more signals")
+        self.store.append(execution_id, [("SignalReceived", {"signal": name, "data": data})])
+        self._force.add(execution_id)
+        self._kick(execution_id)
+
+    async def cancel(self, execution_id: str, reason: str = "") -> Execution:
+        """Cancel: completed steps' compensations run (newest first), then `cancelled`."""
+        ex = self._get(execution_id)
+        if ex.status in FINAL:
+            return ex
+        self.store.append(execution_id, [("CancelRequested", {"reason": reason})])
+        self._force.add(execution_id)
+        self._kick(execution_id)
+        return ex
+
+    def describe(self, execution_id: str) -> dict[str, Any]:
+        return self._get(execution_id).to_dict()
+
+    def history(self, execution_id: str) -> list[dict[str, Any]]:
+        self._get(execution_id)
+        return [e.to_dict() for e in self.store.history(execution_id)]
+
+    def list(self, name: str | None = None, status: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.store.list(name=name, status=status, limit=limit)]
+
+    async def serve(self, payload: list[Any]) -> Any:
+        """The "workflow" service a worker calls (app.invoke of a workflow, ...)."""
+        op, *args = payload
+        if op == "run":
+            name, data, eid = args[0], args[1], (args[2] if len(args) > 2 else None)
+            return await self.run(name, data, id=eid)
+        if op == "start":
+            return (await self.start(args[0], args[1], id=args[2] if len(args) > 2 else None)).id
+        if op == "signal":
+            await self.signal(args[0], args[1], args[2] if len(args) > 2 else None)
+            return None
+        if op == "cancel":
+            return (await self.cancel(args[0])).to_dict()
+        if op == "describe":
+            return self.describe(args[0])
+        if op == "history":
+            return self.history(args[0])
+        if op == "list":
+            return self.list(*args)
+        raise ValueError(f"unknown workflow operation {op!r}")
+
+    async def fire_due(self) -> int:
+        """Fire every timer due by the clock (the live loop does this; tests call it after
+        advancing an injected clock). Returns how many fired."""
+        fired = 0
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, eid, op, kind = heapq.heappop(self._timers)
+            if op in self._resolved.get(eid, {}):
+                continue
+            ex = self.store.get(eid)
+            if ex is None or ex.status in FINAL:
+                continue
+            t = "TimerFired" if kind == "timer" else "SignalTimedOut"
+            self._record(eid, t, {"op": op, "name": "sleep" if kind == "timer" else kind[7:]})
+            fired += 1
+        return fired
+
+    async def poll_inbox(self) -> int:
+        """Signals and cancels left in the store by other processes (the CLI)."""
+        items = self.store.inbox()
+        for item in items:
+            try:
+                if item.kind == "signal":
+                    await self.signal(item.execution_id, item.data["name"], item.data.get("data"))
+                elif item.kind == "cancel":
+                    await self.cancel(item.execution_id, item.data.get("reason", ""))
+            except (LookupError, WorkflowStoreError) as exc:
+                logs.event("workflow inbox item dropped", execution=item.execution_id,
+                           kind=item.kind, error=str(exc))
+        self.store.done([i.id for i in items])
+        return len(items)
+
+    # -- driving -----------------------------------------------------------------------
+
+    def _get(self, execution_id: str) -> Execution:
+        ex = self.store.get(execution_id)
+        if ex is None:
+            raise UnknownExecution(f"no workflow execution {execution_id!r}")
+        return ex
+
+    def _kick(self, eid: str) -> None:
+        wake = self._wake.setdefault(eid, asyncio.Event())
+        wake.set()
+        task = self._drivers.get(eid)
+        if task is None or task.done():
+            self._drivers[eid] = asyncio.ensure_future(self._drive(eid))
+
+    def _record(self, eid: str, type_: str, data: dict[str, Any]) -> bool:
+        """Append an outcome; wake the driver. False if the execution is closed."""
+        try:
+            self.store.append(eid, [(type_, data)])
+        except WorkflowStoreError:
+            return False
+        if "op" in data:
+            self._resolved.setdefault(eid, {})[data["op"]] = type_
+        self._wake.setdefault(eid, asyncio.Event()).set()
+        return True
+
+    async def _drive(self, eid: str) -> None:
+        try:
+            await self._drive_loop(eid)
+        except Exception as exc:  # pragma: no cover - a bug or the store failing
+            logs.event("workflow driver failed", execution=eid, error=repr(exc))
+            raise
+        finally:
+            self._drivers.pop(eid, None)
+
+    async def _drive_loop(self, eid: str) -> None:
+        wake = self._wake.setdefault(eid, asyncio.Event())
+        waiting: list[int] = []
+        while not self._stopping:
+            ex = self.store.get(eid)
+            if ex is None:
+                return
+            if ex.status in FINAL:
+                self._finished(ex)
+                return
+            resolved = self._resolved.get(eid, {})
+            if waiting and eid not in self._force and not (
+                    all(op in resolved for op in waiting)
+                    or any(resolved.get(op, "").endswith("Failed") for op in waiting)):
+                wake.clear()
+                self._parked.add(eid)
+                self._changed.set()
+                try:
+                    await wake.wait()
+                finally:
+                    self._parked.discard(eid)
+                continue
+            self._force.discard(eid)
+            wake.clear()
+            history = self.store.history(eid)
+            self._resolved[eid] = resolved = {
+                e.data["op"]: e.type for e in history
+                if e.type in ("StepCompleted", "StepFailed", "TimerFired", "SignalDelivered",
+                              "SignalTimedOut", "ChildCompleted", "ChildFailed")}
+            cancelled = any(e.type == "CancelRequested" for e in history)
+            decision = await self._decide(ex, history)
+            status = decision["status"]
+            if status == "suspended" and cancelled:
+                status = "failed"
+                decision["error"] = {"errorType": "Workflow.Cancelled",
+                                     "errorMessage": "cancelled"}
+            if status == "completed":
+                self._close(eid, "WorkflowCompleted", {"output": decision.get("output")},
+                            SUCCEEDED, output=decision.get("output"))
+                continue
+            if status == "nondeterministic":
+                self._close(eid, "WorkflowNonDeterministic", {"error": decision["error"]},
+                            NONDETERMINISTIC, error=decision["error"])
+                logs.event("workflow is non-deterministic", execution=eid, workflow=ex.name,
+                           error=decision["error"]["errorMessage"])
+                continue
+            if status == "failed":
+                await self._unwind(ex, history, decision, cancelled)
+                continue
+            for cmd in decision["commands"]:
+                self._launch(ex, cmd, history)
+            waiting = decision.get("waiting") or []
+
+    async def _decide(self, ex: Execution, history: list[HistoryEvent]) -> dict[str, Any]:
+        spec = self.workflows.get(ex.name, {})
+        payload = {MARKER: {"id": ex.id, "name": ex.name, "input": ex.input,
+                            "retry": spec.get("retry"),
+                            "history": [e.to_dict() for e in history]}}
+        while True:
+            result = await self.invoke(ex.name, "event", json.dumps(payload),
+                                       request_id=str(uuid.uuid4()))
+            if result.status != "throttled":
+                break
+            await asyncio.sleep(0.01)
+        if not result.ok:
+            return {"status": "failed", "compensations": [], "error": {
+                "errorType": "Workflow.TaskFailed",
+                "errorMessage": f"the workflow function failed outside of its steps: "
+                                f"{result.error_type}: {result.error_message}"}}
+        return result.output
+
+    def _close(self, eid: str, type_: str, data: dict[str, Any], status: str, *,
+               output: Any = None, error: dict[str, Any] | None = None) -> None:
+        try:
+            self.store.append(eid, [(type_, data)], status=status, output=output, error=error)
+        except WorkflowStoreError:
+            pass  # closed meanwhile
+        logs.event("workflow finished", execution=eid, status=status)
+
+    def _finished(self, ex: Execution) -> None:
+        for fut in self._waiters.pop(ex.id, []):
+            if not fut.done():
+                fut.set_result(ex)
+        self._resolved.pop(ex.id, None)
+        self._wake.pop(ex.id, None)
+        if ex.parent:
+            op = _child_op(ex.id)
+            if ex.status == SUCCEEDED:
+                self._record(ex.parent, "ChildCompleted",
+                             {"op": op, "name": ex.name, "output": ex.output})
+            else:
+                err = dict(ex.error or {})
+                err.setdefault("errorType", f"Workflow.{ex.status}")
+                self._record(ex.parent, "ChildFailed", {"op": op, "name": ex.name, "error": err})
+
+    def _launch(self, ex: Execution, cmd: dict[str, Any], history: list[HistoryEvent]) -> None:
+        op, kind = cmd["op"], cmd["type"]
+        started = {e.data.get("op"): e for e in history
+                   if e.type in ("TimerStarted", "SignalWaitStarted", "ChildStarted")}
+        if kind == "signal":
+            self._match_signal(ex.id, cmd, history, started.get(op))
+            return
+        if (ex.id, op) in self._inflight:
+            return
+        if kind == "step":
+            self._inflight.add((ex.id, op))
+            self._spawn(self._run_step(ex.id, cmd))
+        elif kind == "timer":
+            self._inflight.add((ex.id, op))
+            st = started.get(op)
+            fire_at = st.data["fire_at"] if st else self.clock() + cmd["seconds"]
+            if st is None:
+                self.store.append(ex.id, [("TimerStarted", {"op": op, "name": "sleep",
+                                                            "fire_at": fire_at})])
+            self._arm(fire_at, ex.id, op, "timer")
+        elif kind == "child":
+            self._inflight.add((ex.id, op))
+            child_id = f"{ex.id}.c{op}"
+            if started.get(op) is None:
+                self.store.append(ex.id, [("ChildStarted", {"op": op, "name": cmd["name"],
+                                                            "child": child_id})])
+            self._spawn(self._start_child(child_id, cmd, ex.id))
+
+    async def _start_child(self, child_id: str, cmd: dict[str, Any], parent: str) -> None:
+        try:
+            child = await self.start(cmd["name"], cmd.get("input"), id=child_id, parent=parent)
+        except LookupError as exc:
+            self._record(parent, "ChildFailed", {"op": cmd["op"], "name": cmd["name"], "error": {
+                "errorType": "Workflow.UnknownWorkflow", "errorMessage": str(exc)}})
+            return
+        if child.status in FINAL:
+            self._finished(child)
+
+    def _match_signal(self, eid: str, cmd: dict[str, Any], history: list[HistoryEvent],
+                      started: HistoryEvent | None) -> None:
+        op, name = cmd["op"], cmd["name"]
+        if started is None:
+            timeout = cmd.get("timeout")
+            deadline = self.clock() + timeout if timeout is not None else None
+            self.store.append(eid, [("SignalWaitStarted", {"op": op, "name": name,
+                                                           "deadline": deadline})])
+        else:
+            deadline = started.data.get("deadline")
+        used = {e.data.get("signal_seq") for e in history if e.type == "SignalDelivered"}
+        for e in history:
+            if e.type == "SignalReceived" and e.data.get("signal") == name and e.seq not in used:
+                self._record(eid, "SignalDelivered", {"op": op, "name": name,
+                                                      "output": e.data.get("data"),
+                                                      "signal_seq": e.seq})
+                return
+        if deadline is not None and (eid, op) not in self._inflight:
+            self._inflight.add((eid, op))
+            self._arm(deadline, eid, op, f"signal:{name}")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm(self, fire_at: float, eid: str, op: int, kind: str) -> None:
+        heapq.heappush(self._timers, (fire_at, eid, op, kind))
+        self._timer_changed.set()
+        if fire_at <= self.clock():
+            self._spawn(self.fire_due())
+
+    async def _invoke_with_retry(self, function: str, data: Any, policy: StepRetry,
+                                 eid: str) -> tuple[bool, Any, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._parallel:
+                result = await self.invoke(function, "event", json.dumps(data),
+                                           request_id=str(uuid.uuid4()))
+            if result.status == "throttled":  # no slot: not the step's failure
+                attempt -= 1
+                await asyncio.sleep(0.01)
+                continue
+            if result.ok:
+                return True, result.output, attempt
+            err = {"errorType": result.error_type, "errorMessage": result.error_message}
+            ex = self.store.get(eid)
+            if (attempt > policy.max_attempts or not policy.matches(result.error_type)
+                    or ex is None or ex.status in FINAL):
+                return False, err, attempt
+            await self.sleep(policy.delay(attempt, self.rand))
+
+    async def _run_step(self, eid: str, cmd: dict[str, Any]) -> None:
+        op, name = cmd["op"], cmd["name"]
+        group = cmd.get("group")
+        sem = None
+        if group:
+            sem = self._groups.setdefault((eid, group), asyncio.Semaphore(cmd.get("limit", 1)))
+            await sem.acquire()
+        try:
+            ok, value, attempts = await self._invoke_with_retry(
+                name, cmd.get("input"), StepRetry.of(cmd.get("retry")), eid)
+        finally:
+            if sem is not None:
+                sem.release()
+            self._inflight.discard((eid, op))
+        if ok:
+            self._record(eid, "StepCompleted", {"op": op, "name": name, "output": value,
+                                                "attempts": attempts})
+        else:
+            self._record(eid, "StepFailed", {"op": op, "name": name, "error": value,
+                                             "attempts": attempts})
+
+    async def _unwind(self, ex: Execution, history: list[HistoryEvent],
+                      decision: dict[str, Any], cancelled: bool) -> None:
+        """The saga: completed steps' compensations, newest first, each recorded."""
+        comps = decision.get("compensations") or []
+        done = {e.data["index"] for e in history if e.type == "CompensationCompleted"}
+        error = decision["error"]
+        if comps and not any(e.type == "CompensationStarted" for e in history):
+            self.store.append(ex.id, [("CompensationStarted", {"error": error,
+                                                               "steps": len(comps)})])
+        for i, comp in enumerate(comps):
+            if i in done:
+                continue
+            ok, value, attempts = await self._invoke_with_retry(
+                comp["function"], comp.get("input"), COMPENSATION_RETRY, ex.id)
+            data = {"index": i, "step": comp["step"], "step_op": comp["op"],
+                    "function": comp["function"], "attempts": attempts}
+            if not ok:
+                err = {"errorType": "Workflow.CompensationFailed",
+                       "errorMessage": f"compensation {comp['function']!r} of step "
+                                       f"{comp['step']!r} failed: {value.get('errorType')}: "
+                                       f"{value.get('errorMessage')} (after: "
+                                       f"{error['errorMessage']})"}
+                self._close(ex.id, "CompensationFailed", {**data, "error": value}, FAILED,
+                            error=err)
+                return
+            self.store.append(ex.id, [("CompensationCompleted", {**data, "output": value})])
+        status = CANCELLED if cancelled else (COMPENSATED if comps else FAILED)
+        self._close(ex.id, "WorkflowCancelled" if cancelled else "WorkflowFailed",
+                    {"error": error}, status, error=error)
+
+    async def _timer_loop(self) -> None:
+        while not self._stopping:
+            await self.fire_due()
+            self._timer_changed.clear()
+            delay = (self._timers[0][0] - self.clock()) if self._timers else None
+            try:
+                await asyncio.wait_for(self._timer_changed.wait(),
+                                       None if delay is None else max(delay, 0.001))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _inbox_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.poll_inbox()
+            except WorkflowStoreError as exc:  # pragma: no cover
+                logs.event("workflow inbox failed", error=str(exc))
+            await asyncio.sleep(self.inbox_interval_s)

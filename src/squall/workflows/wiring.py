@@ -1,0 +1,104 @@
+"""Wire workflows and the event store into a running app (the supervisor, the test
+harness): open the stores, build the engine and the event-store service, and register
+the "workflow" and "eventstore" services workers call. Kept here so the shared wiring
+files (server.py, testing/__init__.py) need only a line or two each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+from ..backends.sqlite.eventstore import SqliteEventStore
+from ..backends.sqlite.workflows import SqliteWorkflowStore
+from ..eventstore.service import EventStoreService
+from .engine import WorkflowEngine
+
+
+class Orchestration:
+    """The engine and the event-store service of one running app."""
+
+    def __init__(self, data_dir: str | Path, invoke: Callable[..., Any], manifest: dict[str, Any],
+                 *, clock: Callable[[], float] | None = None, synchronous: str = "FULL",
+                 max_parallel: int = 8, leases: Any = None, sleep: Any = None) -> None:
+        import time
+
+        clock = clock or time.time
+        d = Path(data_dir)
+        self.workflow_store = SqliteWorkflowStore(d / "workflows.db", clock=clock,
+                                                  synchronous=synchronous)
+        self.event_store = SqliteEventStore(d / "events.db", clock=clock,
+                                            synchronous=synchronous)
+        self.engine = WorkflowEngine(
+            self.workflow_store, invoke, clock=clock, max_parallel=max_parallel,
+            sleep=sleep or asyncio.sleep,
+            workflows={w["name"]: w for w in manifest.get("workflows", [])})
+        self.events = EventStoreService(self.event_store, invoke, leases=leases)
+        self.events.configure(manifest)
+
+    def reconfigure(self, manifest: dict[str, Any]) -> None:
+        self.engine.configure({w["name"]: w for w in manifest.get("workflows", [])})
+        self.events.configure(manifest)
+
+    def services(self) -> dict[str, Callable[[Any], Any]]:
+        return {"workflow": self.engine.serve, "eventstore": self.events.serve}
+
+    def route_invoke_async(self, invoke_async: Callable[..., Any]) -> Callable[..., Any]:
+        """`app.invoke_async(workflow, …)` starts an execution (its id is the answer)."""
+        engine = self.engine
+
+        async def routed(payload: Any) -> Any:
+            function, body, *_ = payload
+            if function in engine.workflows:
+                import json
+
+                return (await engine.start(function, json.loads(body) if body else None)).id
+            return await invoke_async(payload)
+
+        return routed
+
+    async def start(self, live: bool = True) -> None:
+        if live:
+            await self.engine.start_live()
+            await self.events.start()
+        else:
+            await self.engine.recover()
+
+    async def stop(self) -> None:
+        await self.events.stop()
+        await self.engine.stop()
+
+    def close(self) -> None:
+        self.workflow_store.close()
+        self.event_store.close()
+
+    # -- the test harness ----------------------------------------------------------------
+
+    def attach_local(self, services: dict[str, Any], run: Callable[[Any], Any]) -> None:
+        """In-process services are sync callables; `run(coro)` runs one on the loop."""
+        import json
+
+        for name, fn in self.services().items():
+            services[name] = lambda p, fn=fn: run(fn(p))
+        engine, plain = self.engine, services.get("invoke_async")
+
+        def invoke_async(function: str, body: str, trace: Any = None) -> Any:
+            if function in engine.workflows:
+                return run(engine.start(function, json.loads(body) if body else None)).id
+            assert plain is not None
+            return plain(function, body, trace)
+
+        services["invoke_async"] = invoke_async
+
+    def attach_runtime(self, services: dict[str, Any]) -> None:
+        """A Runtime's services are async callables taking the payload."""
+        services.update(self.services())
+        if "invoke_async" in services:
+            services["invoke_async"] = self.route_invoke_async(services["invoke_async"])
+
+    async def drain(self) -> None:
+        """Event consumers up to the head; workflows until they wait on time or signals."""
+        await self.engine.idle()
+        await self.events.drain()
+        await self.engine.idle()
