@@ -33,6 +33,7 @@ from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
 from .runtime.zygote_client import ZygoteError
 from .sources.access import AccessPolicy
 from .sources.ingress import Ingress, IngressSettings
+from .sources.leases import DEFAULT_TTL_S
 from .sources.messaging import Messaging
 from .sources.state import StateService
 from .sources.webhooks import Webhooks
@@ -105,7 +106,9 @@ class Supervisor:
             raise
         recorder.app = manifest["app"]
         recorder.start()
-        messaging = self.messaging = Messaging(broker, runtime.invoke, node_id=opts.node_id)
+        messaging = self.messaging = Messaging(  # SQUALL_LEASE_TTL_S: how soon a dead
+            broker, runtime.invoke, node_id=opts.node_id,  # node's leases move (tests)
+            lease_ttl_s=float(os.environ.get("SQUALL_LEASE_TTL_S", DEFAULT_TTL_S)))
         messaging.configure(runtime.configs, runtime.rules, runtime.subscriptions)
         runtime.services["send"] = lambda payload: messaging.send(*payload)
         runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
@@ -127,7 +130,8 @@ class Supervisor:
         from .workflows.wiring import Orchestration  # durable workflows, the event store
 
         orchestration = self.orchestration = Orchestration(
-            opts.data_dir, runtime.invoke, manifest, leases=messaging.leases)
+            opts.data_dir, runtime.invoke, manifest, leases=messaging.leases,
+            store_url=opts.store_url)
         orchestration.attach_runtime(runtime.services)
         await orchestration.start()
         ingress = self.ingress = Ingress(  # MQTT subscriptions, SMTP server

@@ -1,15 +1,17 @@
 """`squall workflows APP list|show|cancel` and `squall signal`.
 
-They open the app's workflow store directly (workflows.db under --data-dir), so they work
-whether or not the app is running. Reads are immediate; a cancel or a signal is left in
-the store's inbox, and the running app's engine takes it within half a second (or when
-the app next starts).
+They open the app's workflow store directly (workflows.db under --data-dir, or the
+PostgreSQL store named by SQUALL_STORE, as the nodes of the distributed mode do), so they
+work whether or not the app is running. Reads are immediate; a cancel or a signal is
+left in the store's inbox, and the running app's engine takes it within half a second
+(or when the app next starts).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,7 +28,12 @@ out = Console()
 DATA_DIR_HELP = "Where the app keeps its state (as given to squall run)."
 
 
-def _store(data_dir: str) -> SqliteWorkflowStore:
+def _store(data_dir: str) -> Any:
+    url = os.environ.get("SQUALL_STORE") or ""
+    if url.split(":", 1)[0] in ("postgresql", "postgres"):
+        from ..backends.postgres.workflows import PgWorkflowStore
+
+        return PgWorkflowStore(url)
     path = Path(data_dir) / "workflows.db"
     if not path.exists():
         from .main import fail

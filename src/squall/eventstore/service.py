@@ -6,6 +6,8 @@ when it succeeds, moves its checkpoint: for a subscription after the call (at-le
 once), for a projection in the same transaction as the rows the function returned
 (exactly once per event). Consumers run live (woken by appends made through this
 service, and every `poll_s` for appends made elsewhere) or, in tests, by `drain()`.
+With `leases` (several nodes on one store) each consumer runs on the node holding the
+lease `eventstore:<function>`, from the checkpoint in the shared store.
 
 A projection has versions: rows live in table "NAME@vN", checkpoint "projection:NAME@vN".
 `rebuild` starts version N+1 from position 0; queries keep reading version N until N+1
@@ -125,10 +127,14 @@ class EventStoreService:
 
     # -- consuming -----------------------------------------------------------------------
 
-    def _targets(self) -> list[tuple[str, dict[str, Any], str, str | None]]:
-        """(function, spec, checkpoint name, table) for everything to keep up to date."""
+    def _targets(self, only: set[str] | None = None
+                 ) -> list[tuple[str, dict[str, Any], str, str | None]]:
+        """(function, spec, checkpoint name, table) for everything to keep up to date
+        (of the consumer functions in `only`, if given)."""
         out = []
         for fname, c in self.consumers.items():
+            if only is not None and fname not in only:
+                continue
             if c["kind"] == "subscription":
                 out.append((fname, c, f"subscription:{fname}", None))
                 continue
@@ -140,12 +146,13 @@ class EventStoreService:
                     out.append((fname, c, f"projection:{t}", t))
         return out
 
-    async def drain(self) -> dict[str, int]:
-        """Bring every consumer up to the head (a failing one stops where it failed)."""
+    async def drain(self, only: set[str] | None = None) -> dict[str, int]:
+        """Bring every consumer (in `only`) up to the head (a failing one stops where it
+        failed)."""
         counts = {"batches": 0, "events": 0, "failed": 0}
         while True:
             progressed = False
-            for fname, spec, cp, table in self._targets():
+            for fname, spec, cp, table in self._targets(only):
                 n = await self._step(fname, spec, cp, table)
                 if n is None:
                     counts["failed"] += 1
@@ -153,7 +160,7 @@ class EventStoreService:
                     counts["batches"] += 1
                     counts["events"] += n
                     progressed = True
-            self._switch_caught_up()
+            self._switch_caught_up(only)
             if not progressed:
                 return counts
 
@@ -190,10 +197,10 @@ class EventStoreService:
             self.store.apply(table, out.get("puts") or {}, out.get("deletes") or [], cp, last)
         return len(batch)
 
-    def _switch_caught_up(self) -> None:
+    def _switch_caught_up(self, only: set[str] | None = None) -> None:
         head = self.store.head()
-        for c in self.consumers.values():
-            if c["kind"] != "projection":
+        for fname, c in self.consumers.items():
+            if c["kind"] != "projection" or (only is not None and fname not in only):
                 continue
             name = c["projection"]
             meta = self._meta(name) or {}
@@ -228,9 +235,13 @@ class EventStoreService:
         failures = 0
         while not self._stopping:
             self._appended.clear()
-            if self.leases is None or await self.leases.acquire("eventstore:consumers"):
+            if self.leases is None:
                 counts = await self.drain()
-                failures = failures + 1 if counts["failed"] else 0
+            else:  # one node per consumer; the others wait for its lease to come free
+                held = {f for f in list(self.consumers)
+                        if await self.leases.acquire(f"eventstore:{f}")}
+                counts = await self.drain(held) if held else {"failed": 0}
+            failures = failures + 1 if counts["failed"] else 0
             delay = self.poll_s if not failures else min(self.poll_s * 2 ** failures, 60.0)
             try:
                 await asyncio.wait_for(self._appended.wait(), delay)

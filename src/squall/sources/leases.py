@@ -50,7 +50,7 @@ class LeaseKeeper:
         deadline = self._held.get(name)
         return deadline is not None and time.monotonic() < deadline
 
-    async def acquire(self, name: str) -> bool:
+    async def acquire(self, name: str, *, renewal: bool = False) -> bool:
         """Take (or renew) `name` now; True when this node holds it."""
         started = time.monotonic()
         try:
@@ -58,6 +58,8 @@ class LeaseKeeper:
         except BrokerError as exc:
             logs.event("lease check failed", logging.WARNING, lease=name, error=str(exc))
             got = False
+        if renewal and name not in self._held:
+            return False  # released while the renewal was on its way: let it expire
         if got:
             if name not in self._held:
                 logs.event("lease taken", lease=name, node=self.node_id)
@@ -79,7 +81,18 @@ class LeaseKeeper:
         while self._held:
             await asyncio.sleep(self.interval)
             for name in list(self._held):
-                await self.acquire(name)
+                if name in self._held:
+                    await self.acquire(name, renewal=True)
+
+    async def release(self, name: str) -> None:
+        """Give up one lease (the work it guarded is done): no longer renewed, and free
+        for another node at once."""
+        if self._held.pop(name, None) is None:
+            return
+        try:
+            await self.broker.release(name, self.node_id)
+        except BrokerError:
+            pass  # it expires on its own
 
     async def release_all(self) -> None:
         await cancel(self._task)

@@ -10,8 +10,14 @@ there. After a crash or restart `recover()` drives every running execution again
 its history: finished steps are not repeated (a step that was running when the process
 died runs again: steps are at-least-once, make their effects idempotent).
 
-One engine per store: several nodes on one store would each drive the same executions
-(a lease per execution is the next step for the distributed mode; not built yet).
+Several nodes on one store (the distributed mode: `leases` given) take turns: a driver
+first takes the lease `wf:<execution id>` (squall.sources.leases) and drives only while
+it holds it, so one node at a time advances an execution, fires its timers and matches
+its signals. A parked driver looks at the execution's history length every lease
+interval, so what other nodes append (a signal, a child's outcome) wakes it; every
+interval each node also offers to drive the running executions nobody drives here, so
+a dead node's executions are taken over (replayed from history) once its leases expire.
+`result()` then polls the store, as the execution may finish on another node.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ class WorkflowEngine:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  rand: Callable[[], float] = random.random, max_parallel: int = 8,
-                 inbox_interval_s: float = 0.5) -> None:
+                 inbox_interval_s: float = 0.5, leases: Any = None) -> None:
         self.store = store
         self.invoke = invoke
         self.workflows: dict[str, dict[str, Any]] = dict(workflows or {})
@@ -69,6 +75,7 @@ class WorkflowEngine:
         self.sleep = sleep
         self.rand = rand
         self.inbox_interval_s = inbox_interval_s
+        self.leases = leases  # squall.sources.leases.LeaseKeeper: shared store, several nodes
         self._parallel = asyncio.Semaphore(max_parallel)
         self._groups: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._drivers: dict[str, asyncio.Task[None]] = {}
@@ -95,6 +102,8 @@ class WorkflowEngine:
         await self.recover()
         self._loops = [asyncio.ensure_future(self._timer_loop()),
                        asyncio.ensure_future(self._inbox_loop())]
+        if self.leases is not None:
+            self._loops.append(asyncio.ensure_future(self._takeover_loop()))
 
     async def stop(self) -> None:
         # a flag as well as cancel(): Python 3.11's wait_for can swallow a cancellation
@@ -140,16 +149,25 @@ class WorkflowEngine:
             raise LookupError(f"no workflow {name!r} in this app; declared: "
                               f"{', '.join(sorted(self.workflows)) or 'none'}")
         eid = id or uuid.uuid4().hex
+        # the distributed mode: the lease first, so the starting node drives it (another
+        # node's takeover scan never finds it running and unleased)
+        leased = self.leases is not None and await self.leases.acquire(f"wf:{eid}")
         try:
             ex = self.store.create(
                 Execution(id=eid, name=name, kind="workflow", status="running", input=input,
                           parent=parent), [("WorkflowStarted", {"name": name, "input": input})])
         except ExecutionExists:
+            if leased and eid not in self._drivers:
+                self._kick(eid)  # its driver releases the lease if it is finished
             ex = self.store.get(eid)
             assert ex is not None
             if ex.name != name:
                 raise
             return ex
+        except BaseException:
+            if leased:
+                await self.leases.release(f"wf:{eid}")
+            raise
         logs.event("workflow started", workflow=name, execution=eid)
         self._kick(eid)
         return ex
@@ -165,7 +183,23 @@ class WorkflowEngine:
         self._waiters.setdefault(execution_id, []).append(fut)
         if execution_id not in self._drivers:
             self._kick(execution_id)
-        return await asyncio.wait_for(fut, timeout)
+        if self.leases is None:
+            return await asyncio.wait_for(fut, timeout)
+        # another node may drive (and finish) it: look at the store every lease interval
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.leases.interval if deadline is None else min(
+                self.leases.interval, max(deadline - time.monotonic(), 0))
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), wait)
+            except asyncio.TimeoutError:
+                ex = self._get(execution_id)
+                if ex.status in FINAL:
+                    if fut in self._waiters.get(execution_id, []):
+                        self._waiters[execution_id].remove(fut)
+                    return ex
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
     async def run(self, name: str, input: Any = None, *, id: str | None = None,
                   timeout: float | None = None) -> Any:
@@ -232,8 +266,8 @@ class WorkflowEngine:
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             _, eid, op, kind = heapq.heappop(self._timers)
-            if op in self._resolved.get(eid, {}):
-                continue
+            if op in self._resolved.get(eid, {}) or not self._mine(eid):
+                continue  # (a lost lease: the new holder re-arms it from the history)
             ex = self.store.get(eid)
             if ex is None or ex.status in FINAL:
                 continue
@@ -272,8 +306,24 @@ class WorkflowEngine:
         if task is None or task.done():
             self._drivers[eid] = asyncio.ensure_future(self._drive(eid))
 
-    def _record(self, eid: str, type_: str, data: dict[str, Any]) -> bool:
-        """Append an outcome; wake the driver. False if the execution is closed."""
+    async def _park_shared(self, eid: str, wake: asyncio.Event, seen: int) -> None:
+        """Wait for a wake-up, or for another node's append to this history."""
+        while not wake.is_set() and not self._stopping:
+            try:
+                await asyncio.wait_for(wake.wait(), self.leases.interval)
+            except asyncio.TimeoutError:
+                ex = self.store.get(eid)
+                if ex is None or ex.length != seen or ex.status in FINAL or not self._mine(eid):
+                    self._force.add(eid)
+                    return
+
+    def _record(self, eid: str, type_: str, data: dict[str, Any], *,
+                fenced: bool = True) -> bool:
+        """Append an outcome; wake the driver. False if the execution is closed (or, in
+        the distributed mode, is no longer this node's to advance; a child's outcome is
+        not `fenced`: its own driver reports it to the parent, wherever that runs)."""
+        if fenced and not self._mine(eid):
+            return False
         try:
             self.store.append(eid, [(type_, data)])
         except WorkflowStoreError:
@@ -283,19 +333,40 @@ class WorkflowEngine:
         self._wake.setdefault(eid, asyncio.Event()).set()
         return True
 
+    def _mine(self, eid: str) -> bool:
+        """May this node act on the execution (always, without leases)?"""
+        return self.leases is None or self.leases.holds(f"wf:{eid}")
+
     async def _drive(self, eid: str) -> None:
+        lease = f"wf:{eid}"
+        held = False
         try:
+            if self.leases is not None:
+                held = await self.leases.acquire(lease)
+                if not held:  # another node drives it; the takeover loop offers again
+                    self._wake.pop(eid, None)
+                    self._force.discard(eid)
+                    return
             await self._drive_loop(eid)
         except Exception as exc:  # pragma: no cover - a bug or the store failing
             logs.event("workflow driver failed", execution=eid, error=repr(exc))
             raise
         finally:
-            self._drivers.pop(eid, None)
+            if self._drivers.get(eid) is asyncio.current_task():
+                self._drivers.pop(eid, None)
+            if held and not self._stopping:
+                self._resolved.pop(eid, None)
+                self._inflight.difference_update({k for k in self._inflight if k[0] == eid})
+                await self.leases.release(lease)
 
     async def _drive_loop(self, eid: str) -> None:
         wake = self._wake.setdefault(eid, asyncio.Event())
         waiting: list[int] = []
+        seen = 0  # history length at the last replay (shared store: others append too)
         while not self._stopping:
+            if not self._mine(eid):
+                logs.event("workflow lease lost; another node drives it", execution=eid)
+                return
             ex = self.store.get(eid)
             if ex is None:
                 return
@@ -310,13 +381,17 @@ class WorkflowEngine:
                 self._parked.add(eid)
                 self._changed.set()
                 try:
-                    await wake.wait()
+                    if self.leases is None:
+                        await wake.wait()
+                    else:
+                        await self._park_shared(eid, wake, seen)
                 finally:
                     self._parked.discard(eid)
                 continue
             self._force.discard(eid)
             wake.clear()
             history = self.store.history(eid)
+            seen = len(history)
             self._resolved[eid] = resolved = {
                 e.data["op"]: e.type for e in history
                 if e.type in ("StepCompleted", "StepFailed", "TimerFired", "SignalDelivered",
@@ -365,6 +440,8 @@ class WorkflowEngine:
 
     def _close(self, eid: str, type_: str, data: dict[str, Any], status: str, *,
                output: Any = None, error: dict[str, Any] | None = None) -> None:
+        if not self._mine(eid):
+            return  # the lease lapsed during the replay: the new holder decides
         try:
             self.store.append(eid, [(type_, data)], status=status, output=output, error=error)
         except WorkflowStoreError:
@@ -381,11 +458,12 @@ class WorkflowEngine:
             op = _child_op(ex.id)
             if ex.status == SUCCEEDED:
                 self._record(ex.parent, "ChildCompleted",
-                             {"op": op, "name": ex.name, "output": ex.output})
+                             {"op": op, "name": ex.name, "output": ex.output}, fenced=False)
             else:
                 err = dict(ex.error or {})
                 err.setdefault("errorType", f"Workflow.{ex.status}")
-                self._record(ex.parent, "ChildFailed", {"op": op, "name": ex.name, "error": err})
+                self._record(ex.parent, "ChildFailed", {"op": op, "name": ex.name, "error": err},
+                             fenced=False)
 
     def _launch(self, ex: Execution, cmd: dict[str, Any], history: list[HistoryEvent]) -> None:
         op, kind = cmd["op"], cmd["type"]
@@ -540,8 +618,29 @@ class WorkflowEngine:
             except asyncio.TimeoutError:
                 pass
 
+    async def _takeover_loop(self) -> None:
+        """Offer to drive every running execution no driver here drives (a dead node's,
+        once its lease has expired; one whose driver here gave up its lease)."""
+        while not self._stopping:
+            await asyncio.sleep(self.leases.interval)
+            if not self.workflows:
+                continue  # an app without workflows: nothing to take over
+            try:
+                running = self.store.list(status="running", limit=1_000_000)
+            except Exception as exc:  # the store unreachable for a moment: next interval
+                logs.event("workflow takeover scan failed", error=repr(exc))
+                continue
+            for ex in running:  # (this app's workflows: not state machines, not other apps')
+                if ex.kind == "workflow" and ex.name in self.workflows and (
+                        ex.id not in self._drivers):
+                    self._kick(ex.id)
+
     async def _inbox_loop(self) -> None:
         while not self._stopping:
+            if self.leases is not None and (not self.workflows
+                                            or not await self.leases.acquire("wf:inbox")):
+                await asyncio.sleep(self.inbox_interval_s)
+                continue  # another node reads the shared inbox (or there are no workflows)
             try:
                 await self.poll_inbox()
             except WorkflowStoreError as exc:  # pragma: no cover

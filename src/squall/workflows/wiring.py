@@ -2,6 +2,11 @@
 harness): open the stores, build the engine and the event-store service, and register
 the "workflow" and "eventstore" services workers call. Kept here so the shared wiring
 files (server.py, testing/__init__.py) need only a line or two each.
+
+With a postgresql:// store URL (the distributed mode) both stores are the PostgreSQL ones
+on that database and schema, shared by every node: the engine then takes a lease per
+execution (`wf:<id>`) before it advances one, and each event consumer runs on the node
+that holds `eventstore:<function>`. Otherwise they are SQLite files under the data dir.
 """
 
 from __future__ import annotations
@@ -21,18 +26,30 @@ class Orchestration:
 
     def __init__(self, data_dir: str | Path, invoke: Callable[..., Any], manifest: dict[str, Any],
                  *, clock: Callable[[], float] | None = None, synchronous: str = "FULL",
-                 max_parallel: int = 8, leases: Any = None, sleep: Any = None) -> None:
+                 max_parallel: int = 8, leases: Any = None, sleep: Any = None,
+                 store_url: str | None = None) -> None:
         import time
 
         clock = clock or time.time
-        d = Path(data_dir)
-        self.workflow_store = SqliteWorkflowStore(d / "workflows.db", clock=clock,
-                                                  synchronous=synchronous)
-        self.event_store = SqliteEventStore(d / "events.db", clock=clock,
-                                            synchronous=synchronous)
+        self.shared = bool(store_url) and store_url.split(":", 1)[0] in (
+            "postgresql", "postgres")
+        self.workflow_store: Any
+        self.event_store: Any
+        if self.shared:
+            from ..backends.postgres.eventstore import PgEventStore
+            from ..backends.postgres.workflows import PgWorkflowStore
+
+            self.workflow_store = PgWorkflowStore(store_url, clock=clock)
+            self.event_store = PgEventStore(store_url, clock=clock)
+        else:
+            d = Path(data_dir)
+            self.workflow_store = SqliteWorkflowStore(d / "workflows.db", clock=clock,
+                                                      synchronous=synchronous)
+            self.event_store = SqliteEventStore(d / "events.db", clock=clock,
+                                                synchronous=synchronous)
         self.engine = WorkflowEngine(
             self.workflow_store, invoke, clock=clock, max_parallel=max_parallel,
-            sleep=sleep or asyncio.sleep,
+            sleep=sleep or asyncio.sleep, leases=leases if self.shared else None,
             workflows={w["name"]: w for w in manifest.get("workflows", [])})
         self.events = EventStoreService(self.event_store, invoke, leases=leases)
         self.events.configure(manifest)
