@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..backends import StoreError, open_store, store_url_for_data_dir
@@ -41,7 +42,7 @@ DATA_DIR_HELP = "Where the embedded store keeps its data."
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -104,7 +105,7 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
     except ZygoteError as exc:
         err.print(exc.detail or "", highlight=False, markup=False)
         raise fail(f"the app could not be loaded: {exc}") from None
-    except (BrokerError, StoreError) as exc:
+    except (BrokerError, StoreError, ImportError) as exc:  # ImportError: an optional extra
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc}") from None
