@@ -43,31 +43,6 @@ class TestPgBroker(BrokerConformance):
 
 # -- several nodes on one database -------------------------------------------------------
 
-@async_test
-async def test_two_nodes_competing_for_500_messages_never_share_a_delivery(pg_url, schema):
-    # Given two nodes (each its own pool and listener) on one schema, and 500 messages
-    a, b = PgBroker(pg_url, schema=schema), PgBroker(pg_url, schema=schema)
-    try:
-        await a.send("q", [msg(str(i)) for i in range(500)])
-
-        async def consume(node: PgBroker) -> list[str]:
-            got = []
-            while batch := await node.receive("q", 7, visibility_timeout_s=60):
-                got += [d.message_id for d in batch]
-                assert all(await node.ack("q", [d.receipt for d in batch]))
-            return got
-
-        # When 8 consumers on each node take and ack until the queue is empty
-        results = await asyncio.gather(*[consume(n) for n in (a, b) for _ in range(8)])
-        # Then every message was delivered exactly once, and both nodes took some
-        ids = [i for r in results for i in r]
-        assert len(ids) == len(set(ids)) == 500
-        assert sum(map(len, results[:8])) and sum(map(len, results[8:]))
-        assert (await b.stats("q")).total == 0
-    finally:
-        await a.close()
-        await b.close()
-
 
 @async_test
 async def test_a_receive_waiting_on_one_node_wakes_when_another_sends(pg_url, schema):

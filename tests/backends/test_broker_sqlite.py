@@ -9,6 +9,8 @@ from squall.testing.conformance import BrokerConformance, FakeClock, async_test,
 
 
 class TestSqliteBroker(BrokerConformance):
+    NODES_SHARE_WORK = False  # one file lock: see BrokerConformance
+
     @pytest.fixture
     def open_broker(self, tmp_path):
         async def open_(clock, **opts):
