@@ -2,15 +2,25 @@
 application recorder, same machine, same durability (WAL, synchronous=FULL: checked and
 printed), one run. Also the durable workflow step checkpoint on the embedded backend.
 
-    .venv/bin/python bench/eventstore.py [--events 20000] [--streams 100] [--batch 100]
+    .venv/bin/python bench/eventstore.py [--events 10000] [--streams 100] [--batch 100]
+                                         [--writers 8] [--rounds 3]
 
-Measured, each on a fresh database file in one temporary directory:
+Each measurement runs --rounds times, the two sides alternating, each time on fresh
+database files in one temporary directory; the table shows the medians and the ratio of
+each round (a shared machine's load changes from second to second). Measured:
 - single append: one event per call, round-robin over --streams aggregates, each with
   the version it expects (Squall checks it in the transaction; eventsourcing relies on
-  its unique (originator_id, version) index): one transaction and one fsync per event;
-- batched append: --batch events of one aggregate per call;
+  its unique (originator_id, version) index). One sequential writer: one transaction
+  and one fsync per event on both sides;
+- single append, --writers threads: the same appends from concurrent writers (each its
+  own streams), as a server's concurrent commands make them. Squall's group commit
+  writes the appends waiting at a commit in one transaction; eventsourcing's recorder
+  takes its writer lock and commits each insert on its own;
+- batched append: --batch events of one aggregate per call (sequential, then from
+  --writers threads);
 - full replay: read every event in global order, 1,000 per page (Squall `read_all`,
-  eventsourcing `select_notifications`), after the batched run;
+  eventsourcing `select_notifications`), decoding each event's JSON, after --events
+  events were appended in batches;
 - workflow checkpoint: one `SqliteWorkflowStore.append` of a StepCompleted event (the
   write a step's completion costs), synchronous=FULL;
 - workflow engine end to end, in-process (TestClient): 100 sequential and 100 parallel
@@ -25,90 +35,165 @@ import platform
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 
-def squall_bench(d: Path, n: int, streams: int, batch: int) -> dict[str, float]:
-    from squall.backends.event_store import NewEvent
-    from squall.backends.sqlite.eventstore import SqliteEventStore
-
-    payload = {"amount": 10, "note": "x" * 40}
-    s = SqliteEventStore(d / "squall-single.db")
-    versions = [0] * streams
+def threaded(writers: int, work: Callable[[int], None]) -> float:
+    """Seconds for `writers` threads to each run work(thread_index)."""
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
     t0 = time.perf_counter()
-    for i in range(n):
-        k = i % streams
-        s.append(f"acc-{k}", [NewEvent("Deposited", payload)], versions[k])
-        versions[k] += 1
-    single = n / (time.perf_counter() - t0)
-    sync = s._db.execute("PRAGMA synchronous").fetchone()[0]
-    s.close()
-    s = SqliteEventStore(d / "squall-batch.db")
-    t0 = time.perf_counter()
-    for i in range(n // batch):
-        s.append(f"acc-{i}", [NewEvent("Deposited", payload)] * batch, 0)
-    batched = n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    after, seen = 0, 0
-    while True:
-        page = s.read_all(after, 1000)
-        if not page:
-            break
-        seen += len(page)
-        after = page[-1].position
-    replay = seen / (time.perf_counter() - t0)
-    s.close()
-    assert seen == n // batch * batch
-    return {"single": single, "batched": batched, "replay": replay, "synchronous": sync}
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return time.perf_counter() - t0
 
 
-def es_bench(d: Path, n: int, streams: int, batch: int) -> dict[str, float]:
-    from eventsourcing.persistence import StoredEvent
-    from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+PAYLOAD = {"amount": 10, "note": "x" * 40}
 
-    payload = {"amount": 10, "note": "x" * 40}  # encoded per event, as Squall does
-    topic = "bank:Deposited"
 
-    def recorder(name: str) -> tuple[SQLiteApplicationRecorder, SQLiteDatastore]:
-        ds = SQLiteDatastore(str(d / name))
-        r = SQLiteApplicationRecorder(ds)
-        r.create_table()
-        return r, ds
+class SquallSide:
+    """Squall's embedded event store (`SqliteEventStore`, its defaults: WAL, FULL)."""
 
-    r, ds = recorder("es-single.db")
-    ids = [uuid.uuid4() for _ in range(streams)]
-    versions = [0] * streams
+    name = "squall"
+
+    def __init__(self, path: Path) -> None:
+        from squall.backends.event_store import NewEvent
+        from squall.backends.sqlite.eventstore import SqliteEventStore
+
+        self.new = NewEvent
+        self.s = SqliteEventStore(path)
+
+    def synchronous(self) -> int:
+        return self.s._db.execute("PRAGMA synchronous").fetchone()[0]
+
+    def appender(self, prefix: str) -> Callable[[int, int], None]:
+        """append(stream index, count): `count` events at the version it expects."""
+        versions: dict[int, int] = {}
+        new, append = self.new, self.s.append
+
+        def go(k: int, count: int) -> None:
+            v = versions.get(k, 0)
+            append(f"{prefix}-{k}", [new("Deposited", PAYLOAD)] * count, v)
+            versions[k] = v + count
+
+        return go
+
+    def replay(self) -> int:
+        after, seen = 0, 0
+        while page := self.s.read_all(after, 1000):
+            seen += len(page)
+            after = page[-1].position
+        return seen
+
+    def close(self) -> None:
+        self.s.close()
+
+
+class EventsourcingSide:
+    """eventsourcing's `SQLiteApplicationRecorder` (its defaults: WAL, FULL)."""
+
+    name = "eventsourcing"
+
+    def __init__(self, path: Path) -> None:
+        from eventsourcing.persistence import StoredEvent
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        self.stored = StoredEvent
+        self.ds = SQLiteDatastore(str(path))
+        self.r = SQLiteApplicationRecorder(self.ds)
+        self.r.create_table()
+
+    def synchronous(self) -> int:
+        with self.ds.transaction(commit=False) as c:
+            c.execute("PRAGMA synchronous")
+            return c.fetchone()[0]
+
+    def appender(self, prefix: str) -> Callable[[int, int], None]:
+        ids: dict[int, uuid.UUID] = {}
+        versions: dict[int, int] = {}
+        stored, insert = self.stored, self.r.insert_events
+
+        def go(k: int, count: int) -> None:
+            oid = ids.setdefault(k, uuid.uuid4())
+            v = versions.get(k, 0)
+            # each event's JSON encoded per call, as Squall does
+            insert([stored(oid, v + i + 1, "bank:Deposited", json.dumps(PAYLOAD).encode())
+                    for i in range(count)])
+            versions[k] = v + count
+
+        return go
+
+    def replay(self) -> int:
+        start, seen = 1, 0
+        while page := self.r.select_notifications(start, 1000):
+            seen += len(page)
+            start = page[-1].id + 1
+            for p in page:  # decode, as Squall's read does
+                json.loads(p.state)
+        return seen
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def measure(side: Any, kind: str, n: int, streams: int, batch: int, writers: int
+            ) -> float:
+    """Events per second of one measurement on a fresh store `side`."""
+    if kind == "replay":
+        append = side.appender("acc")
+        for i in range(n // batch):
+            append(i, batch)
+        t0 = time.perf_counter()
+        seen = side.replay()
+        assert seen == n // batch * batch
+        return seen / (time.perf_counter() - t0)
+    count = 1 if kind.startswith("single") else batch
+    calls = n // count
+    if kind.endswith("_mt"):
+        per = calls // writers
+
+        def work(w: int) -> None:
+            append = side.appender(f"w{w}")
+            for i in range(per):
+                append(i % streams if count == 1 else i, count)
+
+        return per * writers * count / threaded(writers, work)
+    append = side.appender("acc")
     t0 = time.perf_counter()
-    for i in range(n):
-        k = i % streams
-        versions[k] += 1
-        r.insert_events([StoredEvent(ids[k], versions[k], topic, json.dumps(payload).encode())])
-    single = n / (time.perf_counter() - t0)
-    with ds.transaction(commit=False) as c:
-        c.execute("PRAGMA synchronous")
-        sync = c.fetchone()[0]
-    r, ds = recorder("es-batch.db")
-    t0 = time.perf_counter()
-    for i in range(n // batch):
-        oid = uuid.uuid4()
-        r.insert_events([StoredEvent(oid, v + 1, topic, json.dumps(payload).encode())
-                         for v in range(batch)])
-    batched = n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    start, seen = 1, 0
-    while True:
-        page = r.select_notifications(start, 1000)
-        if not page:
-            break
-        seen += len(page)
-        start = page[-1].id + 1
-        for p in page:  # decode, as Squall's read does
-            json.loads(p.state)
-    replay = seen / (time.perf_counter() - t0)
-    assert seen == n // batch * batch
-    return {"single": single, "batched": batched, "replay": replay, "synchronous": sync}
+    for i in range(calls):
+        append(i % streams if count == 1 else i, count)
+    return calls * count / (time.perf_counter() - t0)
+
+
+KINDS = ("single", "single_mt", "batched", "batched_mt", "replay")
+
+
+def compare(d: Path, n: int, streams: int, batch: int, writers: int, rounds: int
+            ) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+    """Each measurement `rounds` times, the two sides alternating (so a load change on a
+    shared machine hits both), each time on fresh database files."""
+    rates: dict[str, dict[str, list[float]]] = {"squall": {}, "eventsourcing": {}}
+    sync: dict[str, int] = {}
+    for r in range(rounds):
+        for kind in KINDS:
+            order = (SquallSide, EventsourcingSide) if r % 2 == 0 else (
+                EventsourcingSide, SquallSide)
+            for cls in order:
+                side = cls(d / f"{cls.name}-{kind}-{r}.db")
+                try:
+                    sync[cls.name] = side.synchronous()
+                    rates[cls.name].setdefault(kind, []).append(
+                        measure(side, kind, n, streams, batch, writers))
+                    if kind == "single_mt" and cls is SquallSide:
+                        sync["groups"] = sync.get("groups", 0) + side.s.groups
+                finally:
+                    side.close()
+    return rates, sync
 
 
 def checkpoint_bench(d: Path, steps: int) -> dict[str, float]:
@@ -159,28 +244,38 @@ def engine_bench(steps: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=5_000)
+    ap.add_argument("--steps", type=int, default=2_000)
+    ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     from importlib import metadata
 
     with tempfile.TemporaryDirectory(prefix="squall-es-bench-") as tmp:
         d = Path(tmp)
-        sq = squall_bench(d, a.events, a.streams, a.batch)
-        es = es_bench(d, a.events, a.streams, a.batch)
+        rates, sync = compare(d, a.events, a.streams, a.batch, a.writers, a.rounds)
         cp = checkpoint_bench(d, a.steps)
     eng = engine_bench(100)
     print(f"machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, eventsourcing "
-          f"{metadata.version('eventsourcing')}; synchronous squall="
-          f"{sq['synchronous']} eventsourcing={es['synchronous']} (2 = FULL)")
-    print(f"{'events/s':<28}{'squall':>12}{'eventsourcing':>15}{'ratio':>8}")
-    for key, label in (("single", f"append, single ({a.events})"),
-                       ("batched", f"append, batches of {a.batch}"),
+          f"{metadata.version('eventsourcing')}; synchronous squall={sync['squall']} "
+          f"eventsourcing={sync['eventsourcing']} (2 = FULL); medians of {a.rounds} "
+          "alternating rounds")
+    w = a.writers
+    print(f"{'events/s':<36}{'squall':>12}{'eventsourcing':>15}{'ratio':>8}   per round")
+    for key, label in (("single", f"append, single ({a.events}), 1 writer"),
+                       ("single_mt", f"append, single, {w} writers"),
+                       ("batched", f"append, batches of {a.batch}, 1 writer"),
+                       ("batched_mt", f"append, batches of {a.batch}, {w} writers"),
                        ("replay", "full replay (read all)")):
-        print(f"{label:<28}{sq[key]:>12,.0f}{es[key]:>15,.0f}{sq[key] / es[key]:>7.2f}x")
+        sq, es = rates["squall"][key], rates["eventsourcing"][key]
+        ms, me = statistics.median(sq), statistics.median(es)
+        rounds = " ".join(f"{x / y:.2f}" for x, y in zip(sq, es))
+        print(f"{label:<36}{ms:>12,.0f}{me:>15,.0f}{ms / me:>7.2f}x   {rounds}")
+    print(f"(group commits: {a.events * a.rounds / max(sync['groups'], 1):.1f} appends per "
+          f"commit in Squall's {w}-writer single appends)")
     print(f"workflow step checkpoint (SQLite, FULL, {a.steps} appends): p50 "
           f"{cp['p50_ms']:.3f} ms, p99 {cp['p99_ms']:.3f} ms, mean {cp['mean_ms']:.3f} ms")
     print(f"workflow engine, in-process, 100 steps: sequential {eng['seq']:.2f} ms/step, "

@@ -6,8 +6,9 @@ signal sent through B reaches the execution A drives. A is killed -9 (with its z
 workers) while every workflow is inside its slow step; B takes the executions over once
 A's leases expire, replays them from their histories and finishes them: finished steps
 are not run again, so each step's effect happens once (only the step that was running
-when A died starts again). An event appended through one node is projected once and read
-through the other.
+when A died starts again). A state-machine execution A's worker was driving is taken
+over the same way, from its last checkpoint. An event appended through one node is
+projected once and read through the other.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -84,18 +86,22 @@ def test_a_killed_node_s_workflows_are_finished_by_another(tmp_path):
         wait_until(lambda: "SignalWaitStarted" in history(schema, gate), 15, "the signal wait")
         call("POST", b.url + f"/signals/{gate}", {"data": "ok"})
         wait_until(lambda: statuses(schema).get(gate) == "succeeded", 15, "the gate finished")
-        # When N workflows started through A are all inside their slow step
+        # When N workflows started through A, and a state machine run through A, are all
+        # inside their slow step
         ids = [call("POST", a.url + "/workflows", {"x": i})["id"] for i in range(N)]
+        threading.Thread(target=lambda: _ignore_errors(
+            lambda: call("POST", a.url + "/machines", {"x": 100})), daemon=True).start()
         started = lambda: sum(w.startswith("slow-started:") for w, _ in effects(fx))  # noqa
-        wait_until(lambda: started() == N, 15, "every workflow in its slow step")
+        wait_until(lambda: started() == N + 1, 15, "every execution in its slow step")
         assert {node for w, node in effects(fx) if w.startswith("slow-started:")} == {"A"}
         # and A dies (kill -9 of the supervisor, its zygote and its workers)
         kill_tree(a.proc)
         release.touch()
         # Then B finishes every one of them
         t0 = time.monotonic()
-        wait_until(lambda: all(statuses(schema).get(i) == "succeeded" for i in ids), 30,
-                   "B finished A's workflows")
+        (sm,) = machines(schema)
+        wait_until(lambda: all(statuses(schema).get(i) == "succeeded" for i in [*ids, sm]),
+                   30, "B finished A's workflows and state machine")
         took = time.monotonic() - t0
         # and an event appended through B is projected too, by B now (from the checkpoint
         # A left: the first event is not projected again)
@@ -108,7 +114,7 @@ def test_a_killed_node_s_workflows_are_finished_by_another(tmp_path):
             env={**env, "SQUALL_STORE": url}, capture_output=True, text=True, timeout=30)
         assert listed.returncode == 0, listed.stderr
         assert {r["id"]: r["status"] for r in json.loads(listed.stdout)} == {
-            **{i: "succeeded" for i in ids}, gate: "succeeded"}
+            **{i: "succeeded" for i in [*ids, sm]}, gate: "succeeded"}
     finally:
         for n in nodes:
             n.stop()
@@ -116,7 +122,7 @@ def test_a_killed_node_s_workflows_are_finished_by_another(tmp_path):
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     done = effects(fx)
     counts = Counter(w for w, _ in done)
-    for i in range(N):  # finished steps not run again; the interrupted one ran again
+    for i in [*range(N), 100]:  # finished steps not run again; the interrupted one again
         assert counts[f"first:{i}"] == 1 and counts[f"slow:{i}"] == 1, counts
         assert counts[f"last:{i}"] == 1 and counts[f"slow-started:{i}"] == 2, counts
         assert {node for w, node in done if w in (f"slow:{i}", f"last:{i}")} == {"B"}
@@ -124,6 +130,19 @@ def test_a_killed_node_s_workflows_are_finished_by_another(tmp_path):
     assert counts["projected:k1"] == 1 and counts["projected:k2"] == 1, counts
     assert [n for w, n in done if w.startswith("projected:")] == ["A", "B"]
     assert took < 20, f"the takeover took {took:.1f} s"
+
+
+def _ignore_errors(fn) -> None:
+    try:
+        fn()
+    except OSError:
+        pass  # the node was killed under this request
+
+
+def machines(schema: str) -> list[str]:
+    with psycopg.connect(PG) as conn:
+        return [i for (i,) in conn.execute(
+            f'SELECT id FROM "{schema}".wf_executions WHERE kind = %s', ("state_machine",))]
 
 
 def history(schema: str, eid: str) -> list[str]:

@@ -185,8 +185,8 @@ def test_unknown_setting_is_rejected_with_the_known_ones_listed():
 
 def test_unknown_settings_are_all_named_on_an_http_function():
     app = App("settings")
-    with pytest.raises(ConfigError, match=r"'auth', 'cors'"):
-        app.http("GET", "/x", cors=True, auth="api_key")(request_handler)
+    with pytest.raises(ConfigError, match=r"'authz', 'corz'"):
+        app.http("GET", "/x", corz=True, authz="api_key")(request_handler)
 
 
 @pytest.mark.parametrize("setting", ["kind", "routes", "name_", "takes_context"])

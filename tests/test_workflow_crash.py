@@ -1,52 +1,26 @@
-"""Acceptance: a workflow killed (kill -9 of `squall run`, with its zygote and workers)
-in the middle of a step resumes after a restart without repeating the finished step."""
+"""Acceptance: a workflow and a state-machine (ASL) execution killed (kill -9 of `squall
+run`, with its zygote and workers) in the middle of a step resume after a restart
+without repeating the finished steps (one server cycle for both: it is the slow part)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
+import threading
 import urllib.request
+from functools import partial
 from pathlib import Path
 
-import psutil
+import crash_helpers
+from crash_helpers import effects, kill_tree
 from servers import wait_until
 
+from squall.backends.sqlite.workflows import SqliteWorkflowStore
+
 APP = str(Path(__file__).parent / "apps" / "wf_crash.py")
-
-
-def start(data: Path, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
-    mark = log.stat().st_size if log.exists() else 0
-    with open(log, "a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "squall.cli.main", "run", APP, "--port", "0",
-             "--data-dir", str(data)], stderr=out, stdout=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the "listening" log line carries the port
-        for line in (log.read_text()[mark:] if log.exists() else "").splitlines():
-            if '"msg": "listening"' in line:
-                return proc, int(json.loads(line)["url"].rsplit(":", 1)[1])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"squall run did not start:\n{log.read_text()[-2000:]}")
-
-
-def effects(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    c = sqlite3.connect(path, timeout=30)
-    try:
-        return [r[0] for r in c.execute("SELECT step FROM effects ORDER BY rowid")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        c.close()
+start = partial(crash_helpers.start, APP)
 
 
 def execution(data: Path, eid: str) -> tuple[str, str | None]:
@@ -58,51 +32,73 @@ def execution(data: Path, eid: str) -> tuple[str, str | None]:
         c.close()
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in tree:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(10)
-    for pid in tree[1:]:
-        try:
-            psutil.Process(pid).wait(10)
-        except psutil.NoSuchProcess:
-            pass
+def state_machines(data: Path) -> list[tuple[str, str, str | None]]:
+    c = sqlite3.connect(data / "workflows.db", timeout=30)
+    try:
+        return c.execute("SELECT id, status, output FROM wf_executions "
+                         "WHERE kind = 'state_machine'").fetchall()
+    finally:
+        c.close()
 
 
-def test_killed_workflow_resumes_without_repeating_finished_steps(tmp_path: Path) -> None:
+def post(port: int, path: str, body: bytes) -> bytes | None:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                 headers={"content-type": "application/json"})
+    try:
+        return urllib.request.urlopen(req, timeout=30).read()
+    except OSError:
+        return None  # the server was killed under this request
+
+
+def test_killed_workflow_and_state_machine_resume_without_repeating_finished_steps(
+        tmp_path: Path) -> None:
     data, log, fx = tmp_path / "data", tmp_path / "server.log", tmp_path / "effects.db"
     release = tmp_path / "release"
     env = {**os.environ, "WF_EFFECTS": str(fx), "WF_RELEASE": str(release)}
-    # Given a workflow whose first step finished and whose second step is running
+    # Given a workflow and a state-machine execution (its caller waiting on it), each
+    # with its first step finished and its second step running
     proc, port = start(data, env, log)
+    sm_caller = threading.Thread(target=post, args=(port, "/start-sm", b'{"n": 2}'),
+                                 daemon=True)
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/start", data=b"1",
-                                     headers={"content-type": "application/json"})
-        eid = json.loads(urllib.request.urlopen(req, timeout=30).read())["id"]
-        wait_until(lambda: "slow-started" in effects(fx), 30, "the slow step to start")
+        eid = json.loads(post(port, "/start", b"1") or b"{}")["id"]
+        sm_caller.start()
+        wait_until(lambda: {"slow-started", "sm-slow-started"} <= set(effects(fx)), 30,
+                   "both slow steps to start")
         # When the server is killed with SIGKILL, and started again
         kill_tree(proc)
+        sm_caller.join(10)
         assert execution(data, eid)[0] == "running"
+        (sid, sm_status, _), = state_machines(data)
+        assert sm_status == "running"
         proc, port = start(data, env, log)
         release.touch()
-        wait_until(lambda: execution(data, eid)[0] == "succeeded", 30, "the workflow to finish")
+        wait_until(lambda: execution(data, eid)[0] == "succeeded"
+                   and state_machines(data)[0][1] == "succeeded", 30, "both to finish")
     finally:
         proc.kill()
         proc.wait(10)
-    # Then the finished step ran once, the interrupted one again, and the output is right
+    # Then each finished step ran once, the interrupted ones again, and the outputs are right
     done = effects(fx)
-    assert done.count("first") == 1
-    assert done.count("slow") == 1 and done.count("slow-started") == 2
-    assert done.count("last") == 1
+    for p in ("", "sm-"):
+        assert done.count(p + "first") == 1
+        assert done.count(p + "slow") == 1 and done.count(p + "slow-started") == 2
+        assert done.count(p + "last") == 1
     assert json.loads(execution(data, eid)[1]) == (1 + 1) * 10 - 1
-    # and the CLI shows it
-    out = subprocess.run([sys.executable, "-m", "squall.cli.main", "workflows", "show", APP,
-                          eid, "--data-dir", str(data)], capture_output=True, text=True,
+    assert json.loads(state_machines(data)[0][2]) == {"n": (2 + 1) * 10 - 1}
+    # and the CLI shows the workflow
+    out = subprocess.run([*crash_helpers.SQUALL, "workflows", "show", APP, eid,
+                          "--data-dir", str(data)], capture_output=True, text=True,
                          check=True, env=env)
     doc = json.loads(out.stdout)
     assert doc["status"] == "succeeded"
     assert [e["type"] for e in doc["history"]].count("StepCompleted") == 3
+    # the state machine's checkpoints carry one whole ASL history
+    store = SqliteWorkflowStore(data / "workflows.db")
+    history = store.history(sid)
+    store.close()
+    kinds = [e.type for e in history]
+    assert kinds[0] == "StateMachineStarted" and kinds.count("StateMachineStep") == 4
+    asl = [a["type"] for e in history for a in e.data.get("events", [])]
+    assert asl.count("ExecutionStarted") == 1 and asl.count("ExecutionSucceeded") == 1
+    assert asl.count("TaskSucceeded") == 3

@@ -4,6 +4,7 @@ from .app import App, Function, NotRunning
 from .config import ConfigError, FunctionConfig, RetryPolicy
 from .events.http import BadRequest, HTTPError, NotFound, Request, Response
 from .events.queue import BatchResult, QueueMessage
+from .observe.funclog import logger
 from .state import Change, ConditionFailed, InvalidKey, LifecycleRule, ObjectEvent
 from .types import Context, HttpRequest, HttpResponse, InvocationResult
 
@@ -30,5 +31,6 @@ __all__ = [
     "Request",
     "Response",
     "RetryPolicy",
+    "logger",
 ]
 __version__ = "0.1.0"

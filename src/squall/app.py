@@ -34,7 +34,9 @@ from .app_sources import DeclaresSources, check_uses
 from .app_state import DeclaresState
 from .app_asl import DeclaresStateMachines
 from .eventstore.declare import DeclaresEvents
+from .security.declare import DeclaresSecurity
 from .workflows.declare import DeclaresWorkflows
+from .observe.rules import DeclaresAlerts
 from .types import Handler
 
 _SETTINGS = (
@@ -132,7 +134,7 @@ def _signature(handler: Handler) -> str:
 
 
 class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEvents,
-          DeclaresStateMachines):
+          DeclaresStateMachines, DeclaresSecurity, DeclaresAlerts):
     """A named set of functions and their triggers.
 
     >>> app = App("shop")
@@ -178,6 +180,7 @@ class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEven
 
         def register(handler: Handler) -> Handler:
             fname = name or getattr(handler, "__name__", None) or "handler"
+            self.take_route_security(fname, settings)  # auth, throttle, model, cors, ...
             route = Route(method.upper() if isinstance(method, str) else method, path)
             existing = self.functions.get(fname)
             if existing is not None and existing.handler is handler and existing.config.kind == "http":
@@ -459,6 +462,7 @@ class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEven
         schedule: ScheduleTrigger | None = None, stream: StreamTrigger | None = None,
         feed: FeedTrigger | None = None,
     ) -> FunctionConfig:
+        self.take_secrets(fname, settings)  # secrets=[...]: squall.security.declare
         unknown = sorted(set(settings) - set(_SETTINGS))
         if unknown:
             raise ConfigError(
@@ -531,6 +535,8 @@ class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEven
             "strict": self.strict,
             "workflows": self.workflow_manifest(),
             "event_consumers": self.events_manifest(),
+            "security": self.security_manifest(),
+            "alerts": self.alert_manifest(),
         }
 
     # -- calling -------------------------------------------------------------------

@@ -9,12 +9,19 @@ test client, `invoke_async`. Its Task states call the app's functions through
 function's own worker, under its own timeout and limits. The definition is validated here,
 at declaration time (ConfigError naming the state and the field); nothing else happens
 until an invocation.
+
+Executions are durable: where the app runs with its orchestration services (squall run,
+squall dev, squall.testing), the handler checkpoints the execution after every state
+through the "state_machine" service (squall.workflows.machines), and the supervisor
+resumes running executions from their last checkpoint after a restart. The execution id
+is the invocation's request id, so a retried invocation attaches to its execution.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any, Callable
 
 from .config import TIMEOUT_MAX_S, ConfigError
@@ -36,15 +43,75 @@ class StateMachineHandler:
         from .asl.engine import Env
         from .asl.runner import FunctionRunner
         from .runtime.adapters import HandlerFailure
+        from .workflows.machines import RESUME
 
         env = Env(FunctionRunner(self.app.invoke), now=self.now or time.time,
                   sleep=self.sleep or time.sleep)
-        name = getattr(ctx, "request_id", None)
-        ex = self.machine.run(event if event is not None else {}, env, name=name)
+        doc = None
+        if self._durable():
+            if isinstance(event, dict) and RESUME in event:
+                doc = self._service(["resume", event[RESUME]])
+            else:
+                name = getattr(ctx, "request_id", None) or str(uuid.uuid4())
+                first = self.machine.start(event if event is not None else {}, name=name,
+                                           now=env.now())
+                state = first.to_dict()
+                events = state.pop("history")
+                doc = self._service(["begin", self.machine.name, name, first.input, state,
+                                     events], optional=True)
+        if doc is not None:
+            ex = self._drive(doc, env)
+        else:  # no orchestration here (a bare invoker, a one-shot CLI run): in memory
+            ex = self.machine.run(event if event is not None else {}, env,
+                                  name=getattr(ctx, "request_id", None))
         self.last = ex
         if ex.status != "SUCCEEDED":
             raise HandlerFailure(ex.error or "States.Runtime", ex.cause or "", [])
         return ex.output
+
+    def _durable(self) -> bool:
+        invoker = getattr(self.app, "_invoker", None)
+        services = getattr(getattr(invoker, "invoker", None), "services", None)
+        if services is not None:  # in-process: only if the harness wired orchestration
+            return "state_machine" in services
+        return invoker is not None and hasattr(invoker, "call_service")
+
+    def _service(self, payload: list[Any], optional: bool = False) -> Any:
+        try:
+            return self.app._invoker.call_service("state_machine", payload)
+        except Exception as exc:
+            err = getattr(exc, "payload", None)
+            if optional and isinstance(err, dict) and (
+                    err.get("errorType") == "Runtime.UnsupportedOperation"):
+                return None  # the runtime has no orchestration services
+            raise
+
+    def _drive(self, doc: dict[str, Any], env: Any) -> Any:
+        """Step from the last checkpoint to the end, checkpointing after every state."""
+        from .asl.engine import Env
+        from .asl.execution import Execution
+
+        if doc["state"] is None:
+            raise RuntimeError(f"state machine execution {doc['id']!r} has no checkpoint")
+        ex = Execution.from_dict(doc["state"])
+        eid, length, fire_at = doc["id"], doc["length"], doc.get("fire_at")
+        while ex.status == "RUNNING":
+            step_env = env
+            wait = self.machine.pending_wait(ex, env)
+            if wait:
+                if fire_at is None:  # a restart keeps the end of a Wait it had begun
+                    fire_at = env.now() + wait
+                    length = self._service(["wait", eid, ex.current, fire_at, length])
+                step_env = Env(env.runner, now=env.now, rng=env.rng,
+                               sleep=lambda _s, end=fire_at: env.sleep(
+                                   max(0.0, end - env.now())))
+            sent = len(ex.history)
+            self.machine.step(ex, step_env)
+            # the state without its history (no copy: the call serialises it at once)
+            state = {k: getattr(ex, k) for k in ex.__dataclass_fields__ if k != "history"}
+            length = self._service(["step", eid, state, ex.history[sent:], length])
+            fire_at = None
+        return ex
 
 
 class DeclaresStateMachines:

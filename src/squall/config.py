@@ -514,6 +514,9 @@ def validate_route(name: str, method: str, path: str) -> None:
         raise _fail(name, "method", f"must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
     if not isinstance(path, str) or not path.startswith("/"):
         raise _fail(name, "path", f"must start with '/', got {path!r}")
+    if path.strip("/").split("/")[0] == "_squall":
+        raise _fail(name, "path", f"{path!r} is under /_squall/, which Squall reserves for "
+                    "its dashboard and API: choose another path")
     segments = path.strip("/").split("/") if path != "/" else []
     seen: set[str] = set()
     for i, seg in enumerate(segments):

@@ -12,31 +12,25 @@ only if that works are the routes and pools swapped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import uvicorn
 
-from .backends import (broker_url_for_data_dir, open_broker, open_store, redact_url,
-                       store_url_for_data_dir)
-from .gateway.admin import admin_app
-from .gateway.asgi import Gateway
+from .backends import broker_url_for_data_dir, redact_url, store_url_for_data_dir
 from .observe import logs
 from .runtime.loader import resolve_ref, split_ref
-from .runtime.logwriter import ProcessLogSink
-from .runtime.metering import Recorder
-from .runtime.runtime import DEFAULT_MAX_WORKERS, Runtime
+from .runtime.runtime import DEFAULT_MAX_WORKERS
 from .runtime.zygote_client import ZygoteError
-from .sources.access import AccessPolicy
 from .sources.ingress import Ingress, IngressSettings
-from .sources.leases import DEFAULT_TTL_S
-from .sources.messaging import Messaging
-from .sources.state import StateService
-from .sources.webhooks import Webhooks
+from .stack import AppStack, StackOptions
 
 
 @dataclass(frozen=True)
@@ -65,6 +59,40 @@ class ServeOptions:
         return self.broker_url or broker_url_for_data_dir(self.data_dir)
 
 
+@contextlib.contextmanager
+def graceful_sigterm(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM stops the server and then runs the shutdown (stacks, zygotes, log writers).
+    uvicorn catches the signal, shuts itself down and raises it again for the handler it
+    found; with the default one the process died there, before any `finally` ran."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (tests run servers on threads)
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def uvicorn_server(app: Any, host: str, port: int) -> uvicorn.Server:
+    """uvicorn on httptools with its own logging off (ours is structured). Everything built
+    so far lives as long as the server: the collector is kept off it (gc.freeze)."""
+    gc.collect()
+    gc.freeze()
+    return uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, http="httptools", lifespan="off", access_log=False,
+        log_config=None, log_level="warning"))
+
+
+async def listening_port(server: uvicorn.Server) -> int | None:
+    """The port uvicorn bound, once it listens; None if it exits first."""
+    while not server.started:  # uvicorn offers no event for this
+        if server.should_exit:
+            return None
+        await asyncio.sleep(0.005)
+    return next((sock.getsockname()[1] for s in server.servers for sock in s.sockets), None)
+
+
 def watch_root(app_ref: str) -> Path:
     target, _ = split_ref(resolve_ref(app_ref))
     path = Path(target)
@@ -86,94 +114,38 @@ class Supervisor:
 
     async def run(self) -> None:
         opts = self.opts
-        store = open_store(opts.store)  # created and checked here
-        store.close()
-        broker = open_broker(opts.broker)
-        try:
-            await broker.stats("_squall.health")  # reachable and usable, or fail fast
-        except BaseException:
-            await broker.close()
-            raise
-        sink = ProcessLogSink(opts.store)
-        recorder = Recorder(sink, echo="all" if opts.reload else "errors")
-        runtime = Runtime(self.app_ref, on_result=recorder.add, max_workers=opts.max_workers)
-        self.runtime = runtime
-        try:
-            self.manifest = manifest = await runtime.start()
-        except BaseException:
-            sink.close()
-            await broker.close()
-            raise
-        recorder.app = manifest["app"]
-        recorder.start()
-        messaging = self.messaging = Messaging(  # SQUALL_LEASE_TTL_S: how soon a dead
-            broker, runtime.invoke, node_id=opts.node_id,  # node's leases move (tests)
-            lease_ttl_s=float(os.environ.get("SQUALL_LEASE_TTL_S", DEFAULT_TTL_S)))
-        messaging.configure(runtime.configs, runtime.rules, runtime.subscriptions)
-        runtime.services["send"] = lambda payload: messaging.send(*payload)
-        runtime.services["invoke_async"] = lambda payload: messaging.invoke_async(*payload)
-        runtime.services["publish"] = messaging.publish
-        runtime.services["notify"] = messaging.notify
-        runtime.services["idempotency"] = lambda payload: messaging.idempotency(*payload)
-        runtime.services["put_records"] = lambda payload: messaging.put_records(*payload)
-        state = self.state = StateService.for_data_dir(  # tables, cache, buckets
-            opts.data_dir, store_url=opts.store_url, app=manifest["app"],
-            cache_url=os.environ.get("SQUALL_CACHE_URL"))
-        state.configure(manifest)
-        state.attach(runtime.invoke, broker, runtime.configs, leases=messaging.leases)
-        runtime.caller_services["state"] = state.serve
-        policy = self.policy = AccessPolicy(runtime.configs)  # least privilege (uses=)
-        runtime.authorize = policy.check_call
-        state.policy = policy
-        await messaging.start()
-        await state.start()
-        from .workflows.wiring import Orchestration  # durable workflows, the event store
-
-        orchestration = self.orchestration = Orchestration(
-            opts.data_dir, runtime.invoke, manifest, leases=messaging.leases,
-            store_url=opts.store_url)
-        orchestration.attach_runtime(runtime.services)
-        await orchestration.start()
+        stack = self.stack = AppStack(self.app_ref, StackOptions(
+            data_dir=opts.data_dir, broker_url=opts.broker_url, store_url=opts.store_url,
+            node_id=opts.node_id, max_workers=opts.max_workers,
+            expose_errors=opts.expose_errors, echo="all" if opts.reload else "errors"))
+        self.manifest = manifest = await stack.start()
+        self.runtime, self.messaging, self.state = stack.runtime, stack.messaging, stack.state
+        self.policy, self.orchestration = stack.policy, stack.orchestration
+        self.webhooks, self.gateway = stack.webhooks, stack.gateway
         ingress = self.ingress = Ingress(  # MQTT subscriptions, SMTP server
-            broker, state, runtime.configs, IngressSettings.from_env(
+            stack.broker, stack.state, stack.runtime.configs, IngressSettings.from_env(
                 mqtt_url=opts.mqtt_url, smtp_port=opts.smtp_port,
                 shared=opts.broker_url is not None),
-            app=manifest["app"], node_id=messaging.node_id)
-        await ingress.start()
-        webhooks = self.webhooks = Webhooks(messaging, runtime.configs)
-        admin = admin_app(lambda: {"manifest": runtime.manifest, "stats": runtime.stats()},
-                          ingest=messaging.ingest_cloudevents)
-        gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors, admin=admin,
-                          webhooks=webhooks)
-        self.gateway = gateway
-        # Everything built so far lives as long as the server: keep the collector off it,
-        # and collect the young generation less often (fewer pauses on the request path).
-        gc.collect()
-        gc.freeze()
+            app=manifest["app"], node_id=stack.messaging.node_id)
+        try:
+            await ingress.start()
+        except BaseException:
+            await stack.stop()
+            raise
+        # collect the young generation less often (fewer pauses on the request path)
         gc.set_threshold(20_000, 20, 20)
-        config = uvicorn.Config(
-            gateway, host=opts.host, port=opts.port, http="httptools", lifespan="off",
-            access_log=False, log_config=None, log_level="warning",
-        )
-        server = self._server = uvicorn.Server(config)
+        server = self._server = uvicorn_server(self.gateway, opts.host, opts.port)
         watcher = asyncio.ensure_future(self._watch()) if opts.reload else None
         announcer = asyncio.ensure_future(self._announce(server))
         try:
-            await server.serve()
+            with graceful_sigterm(self.stop):
+                await server.serve()
         finally:
             announcer.cancel()
             if watcher is not None:
                 watcher.cancel()
-            await orchestration.stop()
             await ingress.stop()
-            await messaging.stop()
-            await state.stop()
-            await runtime.stop()
-            state.close()
-            orchestration.close()
-            await broker.close()
-            await recorder.close()
-            sink.close()
+            await stack.stop()
             logs.event("stopped", app=manifest["app"])
 
     def stop(self) -> None:
@@ -181,13 +153,10 @@ class Supervisor:
             self._server.should_exit = True
 
     async def _announce(self, server: uvicorn.Server) -> None:
-        while not server.started:  # uvicorn offers no event for this
-            if server.should_exit:
-                return
-            await asyncio.sleep(0.005)
-        for s in server.servers:
-            for sock in s.sockets:
-                self.port = sock.getsockname()[1]
+        port = await listening_port(server)
+        if port is None:
+            return
+        self.port = port
         m = self.manifest
         routes = [f"{meth} {p}" for f in m["functions"] for meth, p in f["routes"]]
         zygote = self.runtime.zygote
@@ -221,6 +190,7 @@ class Supervisor:
             await self.state.reconfigure(manifest, self.runtime.configs)
             self.policy.configure(self.runtime.configs)
             self.orchestration.reconfigure(manifest)
+            self.stack.observe.reconfigure(manifest)  # alert rules
             self.webhooks.configure(self.runtime.configs)
             await self.ingress.reconfigure(self.runtime.configs)
             logs.event("reloaded", files=files, generation=self.runtime.generation,

@@ -33,6 +33,9 @@ class HttpRequest:
     http_version: str = "1.1"
     time_epoch_ms: int = 0
     request_id: str = ""
+    # what the route's authorizer established (squall.security.guard): {"type", "claims",
+    # "scopes", and for API keys "keyId"/"keyName"}; None on open routes
+    authorizer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The distributed workflows test's app: a three-step workflow whose steps count their
 effects in a side database (EFFECTS_DB, shared by the nodes on this machine); step
-"slow" waits for a release file, so the test can kill a node while it runs. An event
-store with a projection that counts its runs there too."""
+"slow" waits for a release file, so the test can kill a node while it runs. A state
+machine over the same steps. An event store with a projection that counts its runs
+there too."""
 
 import os
 import sqlite3
@@ -57,6 +58,12 @@ def gate(wf, x):
     return wf.step("last", f"{x}-{wf.wait_for_signal('go')}")
 
 
+app.state_machine("pipeline_sm", {"StartAt": "First", "States": {
+    "First": {"Type": "Task", "Resource": "first", "Next": "Slow"},
+    "Slow": {"Type": "Task", "Resource": "slow", "Next": "Last"},
+    "Last": {"Type": "Task", "Resource": "last", "End": True}}})
+
+
 @app.projection("notes", types=["Noted"])
 def project(view, event):
     effect(f"projected:{event.data['key']}")
@@ -66,6 +73,11 @@ def project(view, event):
 @app.http("POST", "/workflows")
 def start(request):
     return {"id": app.start_workflow("pipeline", request.json()["x"])}
+
+
+@app.http("POST", "/machines", timeout_s=60)
+def run_machine(request):
+    return {"output": app.invoke("pipeline_sm", request.json()["x"])}
 
 
 @app.http("POST", "/gates")

@@ -113,10 +113,19 @@ class AccessDenied(StateError, PermissionError):
     status = 403
 
 
+class QuotaExceeded(StateError):
+    """The app's data namespace is over its storage quota (platform mode): writes fail
+    until data is deleted or the quota raised; deletes and reads still work."""
+
+    code = "QuotaExceeded"
+    status = 507
+
+
 ERRORS: dict[str, type[StateError]] = {
     cls.code: cls for cls in (StateError, ConditionFailed, InvalidKey, InvalidItem,
                               InvalidRequest, NotFound, ObjectNotFound, InvalidRange,
-                              ObjectTooLarge, NotAnInteger, UnknownResource, AccessDenied)}
+                              ObjectTooLarge, NotAnInteger, UnknownResource, AccessDenied,
+                              QuotaExceeded)}
 
 # -- feeds -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..backends import StoreError, open_store, store_url_for_data_dir
+from ..ops.functions import trigger_summary
 from ..runtime.adapters import http_request_to_wire
 from ..runtime.loader import resolve_ref
 from ..runtime.metering import Recorder
@@ -96,6 +97,12 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
     try:  # --mqtt, --smtp-port and their SQUALL_* variables, before anything starts
         IngressSettings.from_env(mqtt_url=mqtt, smtp_port=smtp_port)
     except IngressConfigError as exc:
+        raise fail(str(exc)) from None
+    from ..dashboard.settings import DashboardConfigError, DashboardSettings
+
+    try:  # SQUALL_DASHBOARD_*: checked before anything starts
+        DashboardSettings.from_env()
+    except DashboardConfigError as exc:
         raise fail(str(exc)) from None
     opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
                         expose_errors=expose, broker_url=broker, store_url=store,
@@ -349,65 +356,16 @@ def functions(
                 "provisioned", "keep warm"):
         table.add_column(col, no_wrap=col in ("function", "trigger"))  # never cut a name
     for f in manifest["functions"]:
-        trigger = ", ".join(f"{m} {p}" for m, p in f["routes"]) or (
-            f"queue {f['queue']['queue']}" if f.get("queue") else
-            f"mqtt {f['mqtt']['topic']}" if f.get("mqtt") else
-            f"email {', '.join(f['email']['to'])}" if f.get("email") else "invoke")
         table.add_row(
-            f["name"], trigger, f["format"], f"{f['memory_mb']} MB", f"{f['timeout_s']:g} s",
-            str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
+            f["name"], trigger_summary(f, manifest), f["format"], f"{f['memory_mb']} MB",
+            f"{f['timeout_s']:g} s", str(f["concurrency"] or "-"), str(f["provisioned"]), f"{f['keep_warm_s']:g} s",
         )
     Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
-@cli.command()
-def logs(
-    app: str = typer.Argument(..., help="The app's name (as in App(name)) or its file."),
-    function: Optional[str] = typer.Argument(None, help="Only this function."),
-    data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
-    limit: int = typer.Option(20, min=1, max=10000, help="How many invocations."),
-    request_id: Optional[str] = typer.Option(None, help="Only this invocation."),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per invocation."),
-) -> None:
-    """Show recent invocations with their metering and captured output."""
-    app_name = app
-    if app.endswith(".py") or "/" in app or ":" in app:
-        app_name = load_manifest(app)["app"]
-    db = Path(data_dir) / "squall.db"
-    if not db.exists():
-        raise fail(f"no invocation log at {db}: run the app first, or pass --data-dir")
-    store = open_store(os.environ.get("SQUALL_STORE") or store_url_for_data_dir(data_dir))
-    try:
-        rows = store.invocations(app_name, function, limit=limit, request_id=request_id)
-        lines = store.logs(app_name, function, request_id=request_id, limit=limit * 50)
-    finally:
-        store.close()
-    by_request: dict[str, list[str]] = {}
-    for line in lines:
-        by_request.setdefault(line.request_id, []).append(line.line)
-    out = Console(highlight=False)
-    if not rows and not as_json:
-        err.print(f"no invocations of {function or 'any function'} in app {app_name!r}")
-    for r in rows:
-        if as_json:
-            rec = {k: getattr(r, k) for k in r.__slots__ if k != "logs"}
-            rec["logs"] = by_request.get(r.request_id, [])
-            sys.stdout.write(json.dumps(rec) + "\n")
-            continue
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
-        colour = "green" if r.status == "ok" else "red"
-        out.print(f"[dim]{when}[/] [bold]{r.function}[/] [{colour}]{r.status}[/] "
-                  f"[dim]{r.request_id}[/]")
-        for line in by_request.get(r.request_id, []):
-            out.print(f"  {line}", markup=False)
-        if r.error_type:
-            out.print(f"  {r.error_type}: {r.error_message}", style="red", markup=False)
-        report = (f"  REPORT Duration: {r.duration_ms:.2f} ms  Billed Duration: {r.billed_ms} ms  "
-                  f"Memory Size: {r.memory_mb} MB  Max Memory Used: {r.max_memory_mb} MB")
-        if r.cold and r.init_ms is not None:
-            report += f"  Init Duration: {r.init_ms:.2f} ms"
-        out.print(f"[dim]{report}[/]")
+from .logs import logs  # noqa: E402  (-f, --since, --level, --grep)
 
+cli.command()(logs)
 
 from .queues import dlq_cli, publish, replay, schedules, send  # noqa: E402
 from .state import attach_state, storage  # noqa: E402
@@ -423,6 +381,22 @@ cli.command()(storage)
 cli.command()(check)
 cli.add_typer(workflows_cli, name="workflows")
 cli.command()(signal)
+
+from .security import keys_cli, secrets_cli  # noqa: E402  (squall keys, squall secrets)
+
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(secrets_cli, name="secrets")
+
+from .observe import register as _register_observe  # noqa: E402  (trace, costs, tune, …)
+
+_register_observe(cli)
+
+from . import platform as _platform  # noqa: E402  (squall server, deploy, ...)
+
+for _command in (_platform.server, _platform.deploy, _platform.versions, _platform.alias,
+                 _platform.rollback, _platform.apps, _platform.quota, _platform.grant,
+                 _platform.delete):
+    cli.command()(_command)
 
 
 def main() -> None:

@@ -22,6 +22,10 @@ from rich.table import Table
 from ..backends import BrokerError, broker_url_for_data_dir, open_broker
 from ..backends.broker import Delivery, MessageTooLarge
 from ..config import FunctionConfig
+from ..ops import OpsError
+from ..ops.bus import replay as replay_archive
+from ..ops.dead_letters import collect, dead_letter_queues, record, redrive, select
+from ..ops.schedules import schedule_rows
 from ..sources.messaging import Messaging, UnknownQueue
 
 dlq_cli = typer.Typer(help="Inspect, edit and redrive dead-letter queues.", no_args_is_help=True)
@@ -99,52 +103,19 @@ async def _no_invoke(*_: Any, **__: Any) -> Any:  # pragma: no cover - never con
 
 def _dlqs(configs: dict[str, FunctionConfig], queue: str | None) -> dict[str, str]:
     """Dead-letter queue -> source queue, optionally only for `queue`."""
-    out = {c.queue.dead_letter_queue: c.queue.queue for c in configs.values() if c.queue}
-    if queue is not None:
-        match = {d: q for d, q in out.items() if queue in (d, q)}
-        if not match:
-            known = ", ".join(sorted(out.values())) or "none"
-            raise _fail(f"no queue named {queue!r} in this app; its queues are: {known}")
-        return match
-    return out
-
-
-def _matches(d: Delivery, contains: str | None, error: str | None) -> bool:
-    if contains and contains not in d.body.decode("utf-8", "replace"):
-        return False
-    if error and error not in (d.last_error or ""):
-        return False
-    return True
+    try:
+        return dead_letter_queues(configs, queue)
+    except OpsError as exc:
+        raise _fail(exc.message) from None
 
 
 async def _collect(data_dir: str, dlqs: dict[str, str], contains: str | None,
                    error: str | None, limit: int) -> list[Delivery]:
     broker = open_broker(_broker_url(data_dir))
     try:
-        out: list[Delivery] = []
-        for dlq in dlqs:
-            after = None
-            while len(out) < limit:
-                page = await broker.peek(dlq, 500, after_id=after)
-                if not page:
-                    break
-                out += [d for d in page if _matches(d, contains, error)]
-                after = page[-1].message_id
-        return out[:limit]
+        return await collect(broker, dlqs, contains=contains, error=error, limit=limit)
     finally:
         await broker.close()
-
-
-def _record(d: Delivery) -> dict[str, Any]:
-    body = d.body.decode("utf-8", "replace")
-    try:
-        parsed: Any = json.loads(body)
-    except ValueError:
-        parsed = body
-    return {"messageId": d.message_id, "dlq": d.queue, "queue": d.source_queue,
-            "reason": d.dead_letter_reason, "attempts": d.receive_count,
-            "lastError": d.last_error, "sentAt": d.sent_at, "trace": d.trace,
-            "attributes": d.attributes, "body": parsed}
 
 
 @dlq_cli.command("list")
@@ -162,7 +133,7 @@ def dlq_list(
     items = asyncio.run(_collect(data_dir, _dlqs(configs, queue), contains, error, limit))
     if as_json:
         for d in items:
-            sys.stdout.write(json.dumps(_record(d)) + "\n")
+            sys.stdout.write(json.dumps(record(d)) + "\n")
         return
     table = Table(title=f"{len(items)} dead letter(s)")
     for col in ("message id", "queue", "reason", "attempts", "age", "last error", "body"):
@@ -186,7 +157,7 @@ def dlq_show(
     items = asyncio.run(_collect(data_dir, _dlqs(configs, None), None, None, 10**6))
     for d in items:
         if d.message_id == message_id:
-            sys.stdout.write(json.dumps(_record(d), indent=2) + "\n")
+            sys.stdout.write(json.dumps(record(d), indent=2) + "\n")
             return
     raise _fail(f"no dead letter with id {message_id!r}")
 
@@ -240,36 +211,22 @@ def dlq_redrive(
     dlqs = _dlqs(configs, queue)
     chosen = asyncio.run(_collect(data_dir, dlqs, contains, error, limit))
     if ids:
-        wanted = set(ids)
-        chosen = [d for d in chosen if d.message_id in wanted]
-        missing = wanted - {d.message_id for d in chosen}
-        if missing:
-            raise _fail(f"no dead letter with id {', '.join(sorted(missing))}")
+        try:
+            chosen = select(chosen, ids)
+        except OpsError as exc:
+            raise _fail(exc.message) from None
 
     async def go() -> int:
         broker = open_broker(_broker_url(data_dir))
-        moved = 0
-        step = max(1, int(rate // 10) or 1)  # ~10 commits a second
         try:
             with Progress(TextColumn("redrive"), BarColumn(), TextColumn("{task.completed}/"
                           "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
                           transient=False) as progress:
                 task = progress.add_task("redrive", total=len(chosen))
-                t0 = time.monotonic()
-                for i in range(0, len(chosen), step):
-                    part = chosen[i:i + step]
-                    by_dlq: dict[str, list[str]] = {}
-                    for d in part:
-                        by_dlq.setdefault(d.queue, []).append(d.message_id)
-                    for dlq, mids in by_dlq.items():
-                        moved += await broker.redrive(dlq, message_ids=mids, limit=len(mids))
-                    progress.update(task, advance=len(part))
-                    ahead = (i + len(part)) / rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)  # the rate bound
+                return await redrive(broker, chosen, rate=rate,
+                                     progress=lambda n: progress.update(task, advance=n))
         finally:
             await broker.close()
-        return moved
 
     moved = asyncio.run(go())
     sys.stdout.write(json.dumps({"redriven": moved}) + "\n")
@@ -364,15 +321,15 @@ def replay(
         broker = open_broker(_broker_url(data_dir))
         try:
             with Console(stderr=True).status("[dim]replaying…[/]"):
-                return await _messaging(configs, manifest, broker).replay(t0, t1, rule=rule,
-                                                                          name=name)
+                return await replay_archive(_messaging(configs, manifest, broker), t0, t1,
+                                            rule=rule, name=name)
         finally:
             await broker.close()
 
     try:
         n = asyncio.run(go())
-    except UnknownQueue as exc:
-        raise _fail(str(exc)) from None
+    except OpsError as exc:
+        raise _fail(exc.message) from None
     sys.stdout.write(json.dumps({"replayed": n}) + "\n")
 
 
@@ -382,22 +339,11 @@ def schedules(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per schedule."),
 ) -> None:
     """Show each schedule and when it fires next."""
-    from ..sources.scheduler import ScheduledFunction
-
     _, configs = _load(app)
-    now = time.time()
-    rows = []
-    for cfg in configs.values():
-        if cfg.schedule is None:
-            continue
-        sf = ScheduledFunction(cfg)
-        nxt = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in sf.next_firings(now, count)]
-        rows.append({"function": cfg.name, "expression": cfg.schedule.expression,
-                     "timezone": cfg.schedule.timezone, "missed": cfg.schedule.missed,
-                     "next": nxt})
+    rows = schedule_rows(configs, time.time(), count)
     if as_json:
         for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
+            sys.stdout.write(json.dumps({k: v for k, v in r.items() if k != "key"}) + "\n")
         return
     table = Table(title=f"{len(rows)} schedule(s)")
     for col in ("function", "expression", "timezone", "missed", "next firings (UTC)"):

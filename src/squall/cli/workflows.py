@@ -12,15 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..backends.sqlite.workflows import SqliteWorkflowStore
-from ..backends.workflow_store import FINAL
+from ..ops import OpsError
+from ..ops.workflows import execution, executions, open_workflow_store, request
 
 workflows_cli = typer.Typer(help="List, inspect and cancel workflow executions.",
                             no_args_is_help=True)
@@ -29,17 +28,12 @@ DATA_DIR_HELP = "Where the app keeps its state (as given to squall run)."
 
 
 def _store(data_dir: str) -> Any:
-    url = os.environ.get("SQUALL_STORE") or ""
-    if url.split(":", 1)[0] in ("postgresql", "postgres"):
-        from ..backends.postgres.workflows import PgWorkflowStore
-
-        return PgWorkflowStore(url)
-    path = Path(data_dir) / "workflows.db"
-    if not path.exists():
+    try:
+        return open_workflow_store(data_dir, os.environ.get("SQUALL_STORE"))
+    except OpsError as exc:
         from .main import fail
 
-        raise fail(f"no workflow store at {path}: has the app run with --data-dir {data_dir}?")
-    return SqliteWorkflowStore(path)
+        raise fail(exc.message) from None
 
 
 def _when(ts: float) -> str:
@@ -56,16 +50,16 @@ def list_(app: str = typer.Argument(..., help="The app (a file or module:attr)."
     """Executions, newest first."""
     store = _store(data_dir)
     try:
-        rows = store.list(name=workflow, status=status, limit=limit)
+        rows = executions(store, name=workflow, status=status, limit=limit)
     finally:
         store.close()
     if as_json:
-        print(json.dumps([r.to_dict() for r in rows]))
+        print(json.dumps(rows))
         return
     table = Table("id", "workflow", "status", "started", "updated", "events")
     for r in rows:
-        table.add_row(r.id, r.name, r.status, _when(r.created_at), _when(r.updated_at),
-                      str(r.length))
+        table.add_row(r["id"], r["name"], r["status"], _when(r["created_at"]),
+                      _when(r["updated_at"]), str(r["length"]))
     out.print(table)
 
 
@@ -76,13 +70,11 @@ def show(app: str = typer.Argument(..., help="The app (a file or module:attr).")
     """One execution and its history, as JSON."""
     store = _store(data_dir)
     try:
-        ex = store.get(execution_id)
-        if ex is None:
-            from .main import fail
+        doc = execution(store, execution_id)
+    except OpsError as exc:
+        from .main import fail
 
-            raise fail(f"no workflow execution {execution_id!r} in {data_dir}")
-        doc: dict[str, Any] = ex.to_dict()
-        doc["history"] = [e.to_dict() for e in store.history(execution_id)]
+        raise fail(f"{exc.message} in {data_dir}") from None
     finally:
         store.close()
     print(json.dumps(doc, indent=2))
@@ -119,11 +111,9 @@ def _post(data_dir: str, execution_id: str, kind: str, data: dict[str, Any]) -> 
 
     store = _store(data_dir)
     try:
-        ex = store.get(execution_id)
-        if ex is None:
-            raise fail(f"no workflow execution {execution_id!r} in {data_dir}")
-        if ex.status in FINAL:
-            raise fail(f"execution {execution_id!r} is already {ex.status}")
-        store.post(execution_id, kind, data)
+        request(store, execution_id, kind, data)
+    except OpsError as exc:
+        raise fail(exc.message if exc.code == "conflict" else f"{exc.message} in {data_dir}"
+                   ) from None
     finally:
         store.close()

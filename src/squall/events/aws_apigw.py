@@ -115,6 +115,13 @@ def http_api_v2_event(
         "time": _request_time(req.time_epoch_ms),
         "timeEpoch": req.time_epoch_ms,
     }
+    if req.authorizer:  # as HTTP APIs pass JWT / Lambda authorizer results
+        auth = req.authorizer
+        event["requestContext"]["authorizer"] = (
+            {"jwt": {"claims": auth.get("claims", {}), "scopes": auth.get("scopes") or None}}
+            if auth.get("type") == "jwt" else {"lambda": {**auth.get("claims", {}),
+                                                          **{k: v for k, v in auth.items()
+                                                             if k.startswith("key")}}})
     is_base64 = False
     if req.body:
         binary = not _is_text_type(headers.get("content-type"))
@@ -176,6 +183,9 @@ def rest_api_v1_event(
             "resourceId": _short_id(f"resource {api_id} {resource}"),
             "resourcePath": resource,
             "stage": stage,
+            **({"authorizer": {"claims": req.authorizer.get("claims", {}),
+                               **{k: v for k, v in req.authorizer.items() if k.startswith("key")}}}
+               if req.authorizer else {}),
         },
         "body": body,
         "isBase64Encoded": is_base64,

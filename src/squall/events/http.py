@@ -159,10 +159,22 @@ class Request:
             if not self._raw.body:
                 raise BadRequest("the request body is empty; JSON was expected")
             try:
-                self._json = json.loads(self._raw.body)
+                self._json = json.loads(self._raw.body, parse_constant=_not_json)
+            except RecursionError:  # the gateway bounds depth; this is the last line
+                raise BadRequest("the request body is nested too deeply") from None
             except ValueError as exc:
                 raise BadRequest(f"the request body is not valid JSON: {exc}") from None
         return self._json
+
+    @property
+    def authorizer(self) -> dict[str, Any] | None:
+        """What the route's authorizer established: {"type", "claims", "scopes", ...}."""
+        return self._raw.authorizer
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The verified claims (JWT) or the custom authorizer's context; {} if none."""
+        return (self._raw.authorizer or {}).get("claims") or {}
 
     @property
     def request_id(self) -> str:
@@ -181,6 +193,11 @@ class Request:
 
 
 _UNSET: Any = object()
+
+
+def _not_json(name: str) -> Any:
+    """NaN and Infinity are Python's extensions, not JSON (RFC 8259): refused."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class HTTPError(Exception):

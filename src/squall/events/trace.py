@@ -68,5 +68,8 @@ def child_traceparent(value: str | None) -> str:
     """
     if value is None:
         return new_traceparent()
-    parent = parse_traceparent(value)
-    return f"00-{parent.trace_id}-{_random_hex(8)}-{parent.flags & _KNOWN_FLAGS:02x}"
+    # a loop-detection lineage after ';' (squall.events.lineage) goes on to the child
+    head, sep, lineage = value.partition(";")
+    parent = parse_traceparent(head)
+    return (f"00-{parent.trace_id}-{_random_hex(8)}-{parent.flags & _KNOWN_FLAGS:02x}"
+            f"{sep}{lineage}")

@@ -7,15 +7,17 @@ from typing import Any, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..events import envelope
 
 
 def admin_app(state: Callable[[], dict[str, Any]],
-              ingest: Callable[[list[Any]], Awaitable[list[str]]] | None = None) -> Starlette:
+              ingest: Callable[[list[Any]], Awaitable[list[str]]] | None = None,
+              dashboard: Any = None) -> Starlette:
     """`state()` returns {"manifest": ..., "stats": ...} for the running app; `ingest` puts
-    CloudEvents on the app's bus (POST /_squall/events)."""
+    CloudEvents on the app's bus (POST /_squall/events); `dashboard` (an ASGI app) serves
+    every other path under /_squall/ (squall.dashboard)."""
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -46,6 +48,7 @@ def admin_app(state: Callable[[], dict[str, Any]],
 
     return Starlette(
         routes=[Route("/_squall/health", health), Route("/_squall/api/functions", functions),
-                Route("/_squall/events", events, methods=["POST"])],
+                Route("/_squall/events", events, methods=["POST"])]
+        + ([Mount("", app=dashboard)] if dashboard is not None else []),  # the rest
         exception_handlers={404: not_found},
     )

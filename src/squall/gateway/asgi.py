@@ -20,7 +20,11 @@ from ..ids import request_id
 from ..observe import logs
 from ..runtime.adapters import http_request_to_wire
 from ..types import HttpRequest, InvocationResult
+from ..security.guard import GatewaySecurity, Reject
 from .errors import STATUS_CODES, error_body
+from .hardening import (BodyWatch, Disconnected, GatewayLimits, TooLarge, TooSlow, bounded,
+                        read_body)
+from .openapi import DOC_PATHS, docs_page, openapi_document
 from .router import MethodNotAllowed, Router
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
@@ -32,10 +36,6 @@ _JSON = [(b"content-type", b"application/json")]
 class Invoker(Protocol):
     async def invoke(self, function: str, kind: str, payload: Any, *,
                      request_id: str | None = None) -> InvocationResult: ...
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def routes_from_manifest(manifest: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -58,11 +58,16 @@ class Gateway:
         expose_errors: bool = True,
         admin: ASGIApp | None = None,
         webhooks: Any = None,
+        security: GatewaySecurity | None = None,
     ) -> None:
         self.invoker = invoker
+        # auth, throttles, validation, CORS (squall.security.guard); in-memory keys if none
+        self.security = security if security is not None else GatewaySecurity(invoker)
         self.expose_errors = expose_errors
         self.admin = admin
         self.webhooks = webhooks  # squall.sources.webhooks.Webhooks: verify, enqueue, 202
+        self.tracer: Any = None  # squall.observe.traces.Tracer: a server span per request
+        self.metrics: ASGIApp | None = None  # GET /metrics (squall.observe.live)
         self._max_body_override = max_body_bytes
         self.update(manifest)
 
@@ -72,6 +77,18 @@ class Gateway:
         self._webhook_functions = {f["name"] for f in manifest["functions"] if f.get("webhook")}
         self.max_body_bytes = self._max_body_override or manifest.get("max_body_bytes",
                                                                        6 * 1024 * 1024)
+        self.security.configure(manifest)
+        self._policies = self.security.policies  # only routes that declare something
+        self._app_throttled = self.security.app_throttle is not None
+        self.limits = limits = GatewayLimits(self.security.limits)
+        if getattr(self, "_body_watch", None) is None:  # slow clients: one sweeper, no timers
+            self._body_watch = BodyWatch(limits.body_timeout_s)
+        self._body_watch.timeout_s = limits.body_timeout_s
+        # functions allowed to run longer than the gateway waits: bounded per request
+        self._slow = {f["name"] for f in manifest["functions"]
+                      if f.get("timeout_s", 3.0) >= limits.request_timeout_s}
+        self.manifest = manifest
+        self._openapi: bytes | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -82,25 +99,63 @@ class Gateway:
         if path.startswith("/_squall/") and self.admin is not None:
             await self.admin(scope, receive, send)
             return
+        if path == "/metrics" and self.metrics is not None:
+            await self.metrics(scope, receive, send)
+            return
         rid = request_id()
         method: str = scope["method"]
+        refused = self.limits.refuse(scope)  # 414 / 431, whatever the route
+        if refused is not None:
+            await _send(send, *error_body(refused[0], rid, **refused[1]),
+                        _JSON + [(b"connection", b"close")], rid)
+            return
         try:
             match = self.router.match(method, path)
         except MethodNotAllowed as exc:
+            if method == "OPTIONS" and self.security.has_cors and await self._preflight(
+                    scope, path, rid, send):
+                return
             status, body = error_body("method_not_allowed", rid)
             await _send(send, status, body, _JSON + [(b"allow", ", ".join(exc.allowed).encode())],
                         rid)
             return
         if match is None:
+            if path in DOC_PATHS and method in ("GET", "HEAD"):
+                await self._docs(path, send, rid)
+                return
             await _send(send, *error_body("not_found", rid), _JSON, rid)
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        policy = self._policies.get(match.target.function) if self._policies else None
+        context = None
         try:
-            body = await _read_body(receive, headers, self.max_body_bytes)
-        except _TooLarge:
+            if self._app_throttled:
+                self.security.check_app()
+            if policy is not None:
+                context = await self.security.admit(
+                    policy, headers, scope.get("query_string", b"").decode("latin-1"),
+                    {"method": method, "path": path, "route": match.target.route_key,
+                     "source_ip": (scope.get("client") or ("",))[0]}, rid)
+            body = await read_body(receive, headers, self.max_body_bytes, self._body_watch)
+            if len(body) > self.limits.min_deep_bytes and self.limits.too_deep(body, headers):
+                raise Reject("bad_request", {"errorMessage": "the JSON body is nested deeper "
+                                             f"than {self.limits.max_depth} levels"})
+            if policy is not None and policy.validator is not None:
+                self.security.validate(policy, body)
+        except Reject as exc:
+            await self._reject(exc, policy, headers, rid, send)
+            return
+        except TooLarge:
             status, payload = error_body("payload_too_large", rid,
                                          limitBytes=self.max_body_bytes)
             await _send(send, status, payload, _JSON + [(b"connection", b"close")], rid)
+            return
+        except TooSlow:
+            await _send(send, *error_body("request_timeout", rid,
+                                          limitSeconds=self.limits.body_timeout_s),
+                        _JSON + [(b"connection", b"close")], rid)
+            return
+        except Disconnected:  # the client went away mid-body: nothing to invoke or answer
             return
         client = scope.get("client")
         request = HttpRequest(
@@ -116,6 +171,7 @@ class Gateway:
             http_version=scope.get("http_version", "1.1"),
             time_epoch_ms=int(time.time() * 1000),
             request_id=rid,
+            authorizer=context,
         )
         if self._webhook_functions and match.target.function in self._webhook_functions:
             await self._webhook(match.target.function, request, send)
@@ -124,22 +180,32 @@ class Gateway:
             trace = None
             for k, v in headers:
                 if k == "traceparent":
-                    trace = v
+                    trace = v.partition(";")[0]  # no loop lineage from clients
                     break
-            result = await self.invoker.invoke(
+            tracer = self.tracer
+            if tracer is not None:
+                t0 = time.time()
+                trace, parent = tracer.enter(trace)
+            invocation = self.invoker.invoke(
                 match.target.function, "http", http_request_to_wire(request), request_id=rid,
                 trace=trace)
+            result = await (invocation if match.target.function not in self._slow else bounded(
+                invocation, match.target.function, rid, self.limits.request_timeout_s))
+            if tracer is not None:
+                tracer.gateway(trace, parent, request, match.target.function, t0, result)
         except Exception as exc:  # the runtime could not run it at all
             logs.event("invocation could not start", logging.ERROR, request_id=rid,
                        function=match.target.function, error=f"{type(exc).__name__}: {exc}")
             detail = {"errorMessage": str(exc)} if self.expose_errors else {}
             await _send(send, *error_body("unavailable", rid, **detail), _JSON, rid)
             return
+        cors = (self.security.cors_headers(policy, _header(headers, "origin"))
+                if policy is not None and policy.cors else [])
         if result.ok:
             resp = result.value
             out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers
                    if k != "content-length" and k != "transfer-encoding"]
-            await _send(send, resp.status, resp.body, out, rid)
+            await _send(send, resp.status, resp.body, out + cors if cors else out, rid)
             return
         code = STATUS_CODES.get(result.status, "function_error")
         if result.error_type == "Runtime.InvalidResponse":
@@ -150,8 +216,46 @@ class Gateway:
         elif code == "throttled":
             detail = {"errorMessage": result.error_message}
         status, payload = error_body(code, rid, **detail)
-        await _send(send, status, payload, _JSON, rid)
+        await _send(send, status, payload, _JSON + cors, rid)
 
+    async def _reject(self, exc: Reject, policy: Any, headers: list[tuple[str, str]], rid: str,
+                      send: Callable) -> None:
+        """A refusal by the guard or the limits: its JSON error, with CORS headers so a
+        browser can read it."""
+        extra = list(exc.headers)
+        if policy is not None and policy.cors:
+            extra += self.security.cors_headers(policy, _header(headers, "origin"))
+        await _send(send, *error_body(exc.code, rid, **exc.detail), _JSON + extra, rid)
+
+    async def _preflight(self, scope: dict, path: str, rid: str, send: Callable) -> bool:
+        """Answer a CORS preflight for a route that declares CORS; False if none does."""
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        wanted = _header(headers, "access-control-request-method")
+        try:
+            match = self.router.match(wanted or "", path) if wanted else None
+        except MethodNotAllowed:
+            match = None
+        policy = self._policies.get(match.target.function) if match is not None else None
+        if policy is None or not policy.cors:
+            return False
+        try:
+            out = self.security.preflight(policy, _header(headers, "origin"), wanted or "")
+        except Reject as exc:
+            await self._reject(exc, None, headers, rid, send)
+            return True
+        await _send(send, 204, b"", out, rid)
+        return True
+
+    async def _docs(self, path: str, send: Callable, rid: str) -> None:
+        """GET /openapi.json and /docs, generated once per route table."""
+        if self._openapi is None:
+            self._openapi = json.dumps(openapi_document(self.manifest),
+                                       separators=(",", ":")).encode()
+        if path == "/openapi.json":
+            await _send(send, 200, self._openapi, _JSON, rid)
+            return
+        page = docs_page(json.loads(self._openapi)).encode()
+        await _send(send, 200, page, [(b"content-type", b"text/html; charset=utf-8")], rid)
 
     async def _webhook(self, function: str, request: HttpRequest, send: Callable) -> None:
         """A webhook route: verified and made durable by `self.webhooks`, then 202."""
@@ -177,30 +281,11 @@ class Gateway:
         await _send(send, *error_body(code, rid, **detail), _JSON, rid)
 
 
-async def _read_body(receive: Callable, headers: list[tuple[str, str]], limit: int) -> bytes:
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     for k, v in headers:
-        if k == "content-length":
-            try:
-                if int(v) > limit:
-                    raise _TooLarge
-            except ValueError:
-                pass
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if k == name:
+            return v
+    return None
 
 
 async def _send(send: Callable, status: int, body: bytes, headers: list, rid: str) -> None:

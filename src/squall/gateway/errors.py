@@ -10,9 +10,18 @@ from typing import Any
 ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "Bad Request"),
     "invalid_signature": (401, "Unauthorized"),  # a webhook's signature did not verify
+    "unauthorized": (401, "Unauthorized"),  # no or a wrong admin token
+    "forbidden": (403, "Forbidden"),
     "not_found": (404, "Not Found"),
     "method_not_allowed": (405, "Method Not Allowed"),
+    "conflict": (409, "Conflict"),
+    "request_timeout": (408, "Request Timeout"),  # a client too slow sending its body
     "payload_too_large": (413, "Request Entity Too Large"),
+    "uri_too_long": (414, "URI Too Long"),
+    "headers_too_large": (431, "Request Header Fields Too Large"),
+    "invalid_request_body": (400, "Bad Request"),  # failed the route's model: see "errors"
+    "quota_exceeded": (429, "Too Many Requests"),  # an API key's daily quota
+    "deploy_rejected": (422, "Unprocessable Entity"),  # a platform deploy failed its build
     "throttled": (429, "Too Many Requests"),
     "function_error": (502, "Internal Server Error"),
     "function_crashed": (502, "Internal Server Error"),

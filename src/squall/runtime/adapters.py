@@ -49,7 +49,7 @@ def http_request_to_wire(req: HttpRequest) -> list:
     return [
         req.method, req.path, req.query_string, req.headers, req.body, req.path_params,
         req.route, req.source_ip, req.scheme, req.http_version, req.time_epoch_ms,
-        req.request_id,
+        req.request_id, req.authorizer,
     ]
 
 

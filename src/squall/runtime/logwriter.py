@@ -59,6 +59,18 @@ class ProcessLogSink:
                 self._proc = None
                 self._send(self._ensure(), data)
 
+    def record_spans(self, rows: list[tuple]) -> None:
+        """Spans (SPAN_FIELDS order) go down the same pipe, as {"spans": [...]}."""
+        if not rows:
+            return
+        data = msgpack.packb({"spans": rows}, use_bin_type=True)
+        with self._lock:
+            try:
+                self._send(self._ensure(), data)
+            except BrokenPipeError:
+                self._proc = None
+                self._send(self._ensure(), data)
+
     def close(self) -> None:
         with self._lock:
             if self._proc is not None:
@@ -90,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             unpacker.feed(chunk)
             for batch in unpacker:  # the sender waits for each batch's acknowledgement
-                store.record_rows(batch)
+                if isinstance(batch, dict):  # spans (squall.observe.traces)
+                    store.record_spans(batch["spans"])
+                else:
+                    store.record_rows(batch)
                 os.write(1, b".")
     finally:
         store.close()

@@ -44,6 +44,7 @@ class Recorder:
         self._rows: list[tuple] = []
         self._packed = bytearray()  # rows already encoded for a packed sink
         self._count = 0
+        self._spans: list[tuple] = []  # squall.observe.traces rows, written with the log
         self._pack = msgpack.Packer(use_bin_type=True).pack if hasattr(
             store, "record_packed") else None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="squall-log")
@@ -63,13 +64,19 @@ class Recorder:
         if self._wakeup is not None and self._count >= MAX_BATCH:
             self._wakeup.set()
 
+    def add_span(self, row: tuple) -> None:
+        """A finished span (SPAN_FIELDS order): written with the next batch."""
+        self._spans.append(row)
+        if self._wakeup is not None and len(self._spans) >= MAX_BATCH:
+            self._wakeup.set()
+
     def _echo(self, row: InvocationRecord) -> None:
         for line in row.logs.rstrip("\n").split("\n") if row.logs else ():
-            logs.event("function output", function=row.function, request_id=row.request_id,
-                       line=line)
+            logs.event("function output", app=self.app, function=row.function,
+                       request_id=row.request_id, cold=row.cold, line=line)
         level = logging.INFO if row.status == "ok" else logging.WARNING
         logs.event(
-            "invocation", level, function=row.function, request_id=row.request_id,
+            "invocation", level, app=self.app, function=row.function, request_id=row.request_id,
             status=row.status, duration_ms=row.duration_ms, billed_ms=row.billed_ms,
             memory_mb=row.memory_mb, max_memory_mb=row.max_memory_mb, cold=row.cold,
             init_ms=row.init_ms, error_type=row.error_type, error_message=row.error_message,
@@ -97,9 +104,16 @@ class Recorder:
             rows, self._rows = self._rows, []
             packed, self._packed = bytes(self._packed), bytearray()
             count, self._count = self._count, 0
+            spans, self._spans = self._spans, []
+            loop = asyncio.get_running_loop()
+            if spans:
+                try:
+                    await loop.run_in_executor(self._executor, self.store.record_spans, spans)
+                except Exception as exc:
+                    logs.event("span write failed", logging.ERROR, error=str(exc),
+                               spans=len(spans))
             if not count:
                 return
-            loop = asyncio.get_running_loop()
             try:
                 if self._pack is not None:
                     await loop.run_in_executor(self._executor, self.store.record_packed,

@@ -26,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..config import FunctionConfig
+from ..observe.traces import current_span
 from . import protocol as P
 from .zygote_client import describe_wait_status
 
@@ -44,7 +45,7 @@ class Pending:
     """One request on its way through the pool."""
 
     __slots__ = ("request_id", "kind", "payload", "future", "t_enqueued", "started_at", "cold",
-                 "trace")
+                 "trace", "parent_span")
 
     def __init__(self, request_id: str, kind: str, payload: Any, future: asyncio.Future) -> None:
         self.request_id = request_id
@@ -54,7 +55,8 @@ class Pending:
         self.t_enqueued = time.monotonic()
         self.started_at = 0.0
         self.cold = False  # this request waited for its worker's init
-        self.trace: str | None = None  # the caller's W3C traceparent, if any
+        self.trace: str | None = None  # this invocation's own span (W3C traceparent)
+        self.parent_span: str | None = None  # the caller's span id, if any
 
 
 class WorkerConn(asyncio.Protocol):
@@ -80,6 +82,7 @@ class WorkerConn(asyncio.Protocol):
         self.last_used = self.created
         self.served = 0
         self.dead = False
+        self.retired = False  # closed on purpose (idle reap, a retired version)
         self.peak_mb = 0
         self._out: list[bytes] | None = None  # frames waiting for this iteration's write
         self.exit_status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -169,7 +172,10 @@ class WorkerConn(asyncio.Protocol):
             self.transport.close()
 
     def close(self) -> None:
-        """Retire an idle worker: it sees EOF and exits."""
+        """Retire an idle worker: it sees EOF and exits. It takes no request from now on
+        (until its connection_lost removes it from the pool, `_pick` would still see it
+        idle, and a request written to it then would be lost with "exit status 0")."""
+        self.retired = True
         if self.transport is not None:
             self.transport.close()
 
@@ -199,6 +205,8 @@ class WorkerConn(asyncio.Protocol):
             return 0
 
     async def _nested(self, call_id: int, op: str, payload: Any) -> None:
+        # the calling invocation's span, for the spans of work this call sends on
+        current_span.set(self.inflight[0][1].trace if self.inflight else None)
         try:
             reply = [P.CALL_REPLY, call_id, True,
                      await self.pool.runtime.serve_call(op, payload, self.pool.cfg.name)]
@@ -234,7 +242,7 @@ class FunctionPool:
         depth = PIPELINE_DEPTH if self._fast() else 1
         now = time.monotonic()
         for w in self.workers:
-            if w.dead or w.kill_reason or w.nested:
+            if w.dead or w.kill_reason or w.nested or w.retired:
                 continue
             n = len(w.inflight)
             if n == 0:

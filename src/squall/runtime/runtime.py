@@ -15,7 +15,9 @@ from typing import Any, Awaitable, Callable
 from ..config import FunctionConfig, RuleConfig, Subscription
 from ..ids import request_id as new_request_id
 from ..observe import logs
+from ..observe.traces import enter_span
 from ..types import InvocationResult
+from . import loops
 from . import protocol as P
 from .adapters import http_response_from_wire
 from .aio import cancel
@@ -47,8 +49,11 @@ class Runtime:
         max_workers: int = DEFAULT_MAX_WORKERS,
         on_result: ResultSink | None = None,
         provision: bool = True,
+        python: str | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.app_ref = resolve_ref(app_ref)
+        self.python, self.cwd = python, cwd  # the zygote's interpreter and directory
         self.max_workers = max_workers
         self.on_result = on_result
         self.provision = provision  # False: keep no provisioned workers (one-shot CLI use)
@@ -71,12 +76,26 @@ class Runtime:
         # least privilege for every service call: (op, payload, caller) -> None or raise
         # (squall.sources.access.AccessPolicy.check_call, set by whoever wires services)
         self.authorize: Callable[[str, Any, str | None], None] | None = None
+        # InvocationResult -> the same with secret values masked (squall.security.wiring)
+        self.redact: Callable[[InvocationResult], InvocationResult] | None = None
+        # squall.observe.traces.Tracer: a span per invocation and per outgoing hop
+        self.tracer: Any = None
+        # squall.observe.metrics.Metrics.observe: Prometheus counters per result
+        self.observe_result: ResultSink | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def start(self) -> dict[str, Any]:
-        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
-        manifest = await zygote.start()
+    def _new_zygote(self) -> ZygoteClient:
+        return ZygoteClient(self.app_ref, on_exit=self._on_exit, python=self.python,
+                            cwd=self.cwd)
+
+    async def start(self, zygote: ZygoteClient | None = None) -> dict[str, Any]:
+        """`zygote`: one already started on this app (a platform deploy's import check)."""
+        if zygote is not None and zygote.manifest is not None:
+            zygote.on_exit, manifest = self._on_exit, zygote.manifest
+        else:
+            zygote = self._new_zygote()
+            manifest = await zygote.start()
         self._install(zygote, manifest)
         self._housekeeping = asyncio.ensure_future(self._housekeep())
         return manifest
@@ -102,7 +121,7 @@ class Runtime:
 
         Idle old workers are retired now; busy ones finish their work first.
         """
-        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
+        zygote = self._new_zygote()
         manifest = await zygote.start()  # raises ZygoteError: the old version keeps serving
         old_zygote, old_pools = self.zygote, list(self.pools.values())
         self._install(zygote, manifest)
@@ -183,7 +202,7 @@ class Runtime:
         if self.stopping:
             raise ZygoteError("the runtime is stopping")
         old = self.zygote
-        zygote = ZygoteClient(self.app_ref, on_exit=self._on_exit)
+        zygote = self._new_zygote()
         await zygote.start()  # same code on disk: the manifest is unchanged
         self.zygote = zygote
         if old is not None:
@@ -227,7 +246,14 @@ class Runtime:
         rid = request_id or new_request_id()
         future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
         pending = Pending(rid, kind, payload, future)
-        pending.trace = trace
+        # this invocation's own span: the worker hands it on (ctx.trace_parent) and the
+        # tracer records it under the caller's span
+        own, parent = enter_span(trace)
+        own, stopped = loops.check(function, own, rid)  # recursive loop detection
+        if stopped is not None:
+            self._record(stopped, kind)
+            return stopped
+        pending.trace, pending.parent_span = own, parent
         started_wall = time.time()
         try:
             await pool.submit(pending)
@@ -238,6 +264,8 @@ class Runtime:
                 started_at=started_wall, memory_mb=pool.cfg.memory_mb,
             )
             self._record(result, kind)
+            if self.tracer is not None:
+                self.tracer.invocation(own, parent, result, kind)
             return result
         return await future
 
@@ -254,9 +282,13 @@ class Runtime:
             duration_ms=duration_ms, memory_mb=cfg.memory_mb, max_memory_mb=max_memory_mb,
             cold=cold, init_ms=init_ms, logs=logs, status=status,
         )
+        if self.redact is not None:  # secret values out of logs, traces, errors
+            result = self.redact(result)
         if not pending.future.done():
             pending.future.set_result(result)
         self._record(result, pending.kind)
+        if self.tracer is not None:
+            self.tracer.invocation(pending.trace, pending.parent_span, result, pending.kind)
 
     def _record(self, result: InvocationResult, kind: str) -> None:
         if self.on_result is not None:
@@ -264,10 +296,14 @@ class Runtime:
                 self.on_result(result, kind)
             except Exception:  # pragma: no cover - the log must never break a call
                 pass
+        if self.observe_result is not None:
+            self.observe_result(result, kind)
 
     async def serve_call(self, op: str, payload: Any, caller: str | None = None) -> Any:
         if self.authorize is not None:
             self.authorize(op, payload, caller)
+        if self.tracer is not None:
+            self.tracer.hops(op, payload, caller)
         with_caller = self.caller_services.get(op)
         if with_caller is not None:
             return await with_caller(payload, caller)

@@ -27,10 +27,13 @@ from typing import Any
 
 from ..app import App, Function
 from ..events.envelope import child_traceparent
+from ..events.lineage import strip as strip_lineage
+from ..observe import funclog
 from ..types import Context
 from . import protocol as P
 from ..backends.state import ERRORS as _STATE_ERRORS
 from .adapters import HandlerFailure, call
+from .sandbox import drop_privileges
 
 _LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(request_id)s\t%(message)s\n"
 
@@ -175,6 +178,7 @@ class Worker:
 
     def setup(self, t_request: float) -> None:
         cfg = self.fn.config
+        drop_privileges()  # SQUALL_WORKER_USER: a less privileged user (squall.runtime.sandbox)
         os.environ.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
@@ -229,7 +233,11 @@ class Worker:
         """Ask the supervisor for a service (invoke, send, ...) and wait for the answer."""
         self.next_call += 1
         call_id = self.next_call
-        self.send([P.CALL, call_id, op, payload])
+        try:
+            self.send([P.CALL, call_id, op, payload])
+        except OverflowError:  # msgpack carries integers up to 64 bits (hostile input)
+            raise _STATE_ERRORS["InvalidItem"](
+                f"{op}: an integer does not fit in 64 bits; store it as a string") from None
         while call_id not in self.replies:
             self._read()
         _, _, ok, value = self.replies.pop(call_id)
@@ -264,16 +272,21 @@ class Worker:
             if frame[0] != P.INVOKE:
                 continue
             _, fid, request_id, kind, payload, trace = frame
-            self.trace = _child_span(trace)  # this invocation's span in the trace
+            # this invocation's span in the trace (the supervisor made it: see
+            # Runtime.invoke); the work it starts gets children of it
+            self.trace = trace or _child_span(None)
             cold = self.invocations == 0
             self.invocations += 1
             ctx = Context(
                 request_id=request_id, function_name=cfg.name, app_name=self.app.name,
                 memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold,
             )
-            ctx.trace_parent = self.trace
+            # W3C for the handler; the loop lineage stays on self.trace for the children
+            ctx.trace_parent = strip_lineage(self.trace)
             self.deadline = ctx.deadline
             self.log_filter.request_id = request_id
+            funclog.bind(app=self.app.name, function=cfg.name, request_id=request_id,
+                         trace=ctx.trace_parent, cold=cold)
             status, value, etype, emsg, stack = P.OK, None, None, None, None
             exit_after = False
             t0 = time.perf_counter()

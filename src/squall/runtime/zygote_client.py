@@ -51,8 +51,11 @@ def describe_wait_status(status: int | None) -> str:
 
 
 class ZygoteClient:
-    def __init__(self, app_ref: str, *, on_exit: Callable[[int, int], None]) -> None:
+    def __init__(self, app_ref: str, *, on_exit: Callable[[int, int], None],
+                 python: str | None = None, cwd: str | None = None) -> None:
         self.app_ref = app_ref
+        self.python = python  # another interpreter (a platform version's virtualenv)
+        self.cwd = cwd
         self.on_exit = on_exit
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctrl: socket.socket | None = None
@@ -69,12 +72,16 @@ class ZygoteClient:
         t0 = time.monotonic()
         env = dict(os.environ)
         env.pop("PYTHONSTARTUP", None)
+        if self.python is not None:  # its own packages only: nothing inherited
+            for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE"):
+                env.pop(name, None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "squall.runtime.zygote", "--ctrl-fd", str(child.fileno()),
-             "--app", self.app_ref],
+            [self.python or sys.executable, "-m", "squall.runtime.zygote",
+             "--ctrl-fd", str(child.fileno()), "--app", self.app_ref],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=self.cwd,
         )
         child.close()
         parent.setblocking(False)

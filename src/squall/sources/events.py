@@ -17,9 +17,10 @@ from typing import Any, Awaitable, Callable
 
 from ..backends.broker import Delivery
 from ..config import FunctionConfig, QueueTrigger
+from ..events.lineage import RECURSIVE_LOOP
 from ..observe import logs
 from ..types import InvocationResult
-from .queue import BatchOutcome, QueueConsumer, retry_plan
+from .queue import BatchOutcome, QueueConsumer, plan_retry
 
 Deliver = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -88,11 +89,12 @@ class EventConsumer(QueueConsumer):
             await self.broker.ack(self.queue, [d.receipt])
             return "ok"
         error = f"{result.error_type}: {result.error_message}"
-        delay = retry_plan(t, d.receive_count, result.error_type, self.rand())
+        delay, noted = plan_retry(t, d, result.error_type, error, self.rand())
         if delay is not None:
-            await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=error)
+            await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=noted)
             return "retry"
-        return await self._give_up(d, "RetriesExhausted", result, error)
+        return await self._give_up(d, "RecursiveLoopDetected" if result.error_type ==
+                                   RECURSIVE_LOOP else "RetriesExhausted", result, error)
 
     async def _give_up(self, d: Delivery, condition: str, result: InvocationResult | None,
                        error: str) -> str:

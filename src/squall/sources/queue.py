@@ -15,12 +15,14 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from ..backends.broker import BrokerError, Delivery, QueueBroker
 from ..config import FunctionConfig, QueueTrigger
+from ..events.lineage import RECURSIVE_LOOP
 from ..observe import logs
 from ..runtime.aio import cancel
 from ..types import InvocationResult
@@ -34,17 +36,40 @@ ERROR_PAUSE_S = 1.0
 IN_PROGRESS = "IdempotencyInProgress"
 IN_PROGRESS_MIN_DELAY_S = 1.0
 IN_PROGRESS_EXTRA_RECEIVES = 10
+# How many receives of a message ended in IdempotencyInProgress travels with it, as a
+# note on the last error its nack records (the broker keeps no other per-message field),
+# so a later ordinary failure does not count them against `max_receive`.
+_IN_PROGRESS_NOTE = re.compile(r" \[in-progress receives: ([0-9]{1,6})\]$")
+
+
+def in_progress_receives(last_error: str | None) -> int:
+    m = _IN_PROGRESS_NOTE.search(last_error or "")
+    return int(m.group(1)) if m else 0
 
 
 def retry_plan(trigger: QueueTrigger, receive_count: int, error_type: str | None,
-               rand: float) -> float | None:
-    """The delay before the next attempt, or None when the message has had its attempts."""
-    in_progress = error_type == IN_PROGRESS
-    limit = trigger.max_receive + (IN_PROGRESS_EXTRA_RECEIVES if in_progress else 0)
-    if receive_count >= limit:
+               rand: float, *, in_progress: int = 0) -> float | None:
+    """The delay before the next attempt, or None when the message has had its attempts.
+    `in_progress`: how many of its `receive_count` receives ended in
+    IdempotencyInProgress (they do not use up `max_receive`)."""
+    if error_type == RECURSIVE_LOOP:  # retrying a stopped loop would only loop again
         return None
-    delay = trigger.retry.delay(receive_count, rand)
-    return max(delay, IN_PROGRESS_MIN_DELAY_S) if in_progress else delay
+    if error_type == IN_PROGRESS:
+        if receive_count >= trigger.max_receive + IN_PROGRESS_EXTRA_RECEIVES:
+            return None
+        return max(trigger.retry.delay(receive_count, rand), IN_PROGRESS_MIN_DELAY_S)
+    if receive_count - in_progress >= trigger.max_receive:
+        return None
+    return trigger.retry.delay(receive_count, rand)
+
+
+def plan_retry(trigger: QueueTrigger, d: Delivery, error_type: str | None, error: str,
+               rand: float) -> tuple[float | None, str]:
+    """For a failed delivery: (the delay before its next attempt or None to give up, the
+    error to record with its nack, carrying the count of IdempotencyInProgress waits)."""
+    waits = in_progress_receives(d.last_error) + (error_type == IN_PROGRESS)
+    delay = retry_plan(trigger, d.receive_count, error_type, rand, in_progress=waits)
+    return delay, error + (f" [in-progress receives: {waits}]" if waits else "")
 
 Invoke = Callable[..., Awaitable[InvocationResult]]
 
@@ -175,15 +200,16 @@ class QueueConsumer:
         for d in live:
             if d.message_id not in failed:
                 continue
-            delay = retry_plan(t, d.receive_count, error_type, self.rand())
+            delay, noted = plan_retry(t, d, error_type, error, self.rand())
             if delay is None:
-                await self.broker.dead_letter(self.queue, d.receipt, dlq=t.dead_letter_queue,
-                                              reason="max_receive", error=error)
+                await self.broker.dead_letter(
+                    self.queue, d.receipt, dlq=t.dead_letter_queue, error=error,
+                    reason="recursive_loop" if error_type == RECURSIVE_LOOP else "max_receive")
                 dead += 1
                 logs.event("message dead-lettered", logging.WARNING, queue=self.queue,
                            message_id=d.message_id, attempts=d.receive_count, error=error,
                            dlq=t.dead_letter_queue)
             else:
-                await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=error)
+                await self.broker.nack(self.queue, d.receipt, delay_s=delay, error=noted)
                 retried += 1
         return BatchOutcome(succeeded=len(ok), retried=retried, dead_lettered=dead)

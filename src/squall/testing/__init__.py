@@ -185,8 +185,13 @@ class TestClient:
         self.state.policy = self.policy
         self._invoker.authorize = self.policy.check_call
         self.webhooks = Webhooks(self.messaging, configs, clock=self.clock)
+        from ..security.wiring import attach_security  # keys, secrets: under the temp dir
+        from .local import current_function
+
+        self.security = attach_security(self._invoker, manifest, self._tmp.name,
+                                        caller=None if self.isolated else current_function)
         self._gateway = Gateway(self._invoker, manifest, expose_errors=self.expose_errors,
-                                webhooks=self.webhooks)
+                                webhooks=self.webhooks, security=self.security)
         from ..workflows.wiring import Orchestration  # workflows and the event store
 
         self.orchestration = Orchestration(
@@ -374,7 +379,10 @@ class TestClient:
                 (total.succeeded, total.retried, total.dead_lettered),
                 (queued.succeeded, queued.retried, queued.dead_lettered),
                 (fed.succeeded, fed.retried, fed.dead_lettered))))
-            if not (fed.succeeded or fed.retried or fed.dead_lettered):
+            # quiet only when a whole round did nothing: a workflow step run by the
+            # orchestration drain may have published or sent something new
+            if not any((fed.succeeded, fed.retried, fed.dead_lettered, queued.succeeded,
+                        queued.retried, queued.dead_lettered)):
                 return total
 
     def sweep(self) -> dict[str, int]:

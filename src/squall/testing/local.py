@@ -22,12 +22,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from ..app import App
+from ..events.lineage import strip as strip_lineage
+from ..runtime import loops
 from ..runtime import protocol as P
 from ..runtime.adapters import HandlerFailure, call, http_response_from_wire
 from ..runtime.worker import _child_span, _with_trace
 from ..types import Context, InvocationResult
 
 _local = threading.local()
+
+
+def current_function() -> str | None:
+    """The function running on this thread (who asks for a secret, a table, ...)."""
+    return getattr(_local, "function", None)
 
 
 class _Tee(io.TextIOBase):
@@ -241,16 +248,18 @@ class LocalInvoker:
         if fn is None:
             raise LookupError(f"app {self.app.name!r} has no function {function!r}")
         cfg = fn.config
+        own, stopped = loops.check(function, _child_span(trace), request_id)
+        if stopped is not None:  # a recursive loop: not run (squall.events.lineage)
+            return stopped
         cold = function not in self.warm
         self.warm.add(function)
         ctx = Context(request_id=request_id, function_name=cfg.name, app_name=self.app.name,
                       memory_mb=cfg.memory_mb, timeout_s=cfg.timeout_s, cold_start=cold)
-        ctx.trace_parent = _child_span(trace)
+        ctx.trace_parent = strip_lineage(own)  # W3C for the handler; children keep it
         _ensure_tee()
         outer = (getattr(_local, "buffer", None), getattr(_local, "request_id", None),
                  getattr(_local, "trace", None), getattr(_local, "function", None))
-        _local.buffer, _local.request_id, _local.trace = io.StringIO(), request_id, \
-            ctx.trace_parent
+        _local.buffer, _local.request_id, _local.trace = io.StringIO(), request_id, own
         _local.function = function  # who is calling, for state access (least privilege)
         status, value, etype, emsg, stack = P.OK, None, None, None, None
         t_wall, t0 = time.time(), time.perf_counter()

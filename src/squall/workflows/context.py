@@ -11,12 +11,18 @@ to the engine, which runs the commands, records their outcomes and replays again
 
 from __future__ import annotations
 
+import contextvars
 import random as _random
 import uuid as _uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from .retry import StepRetry
+
+
+# the workflow replaying in this thread (decorated step functions become steps in it)
+current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
+    "squall_workflow", default=None)
 
 
 class Suspend(BaseException):
@@ -84,10 +90,12 @@ class WorkflowContext:
     """What a workflow function receives as `wf`."""
 
     def __init__(self, execution_id: str, name: str, history: Sequence[dict[str, Any]],
-                 *, default_retry: StepRetry | None = None) -> None:
+                 *, default_retry: StepRetry | None = None,
+                 steps: dict[str, dict[str, Any]] | None = None) -> None:
         self.execution_id = execution_id
         self.workflow_name = name
         self._default_retry = default_retry or StepRetry()
+        self._steps = steps or {}  # name -> {"retry", "compensate"} of `@app.step`s
         self._n = 0
         self._rand_n = 0
         self._ops: dict[int, _Op] = {}
@@ -160,7 +168,15 @@ class WorkflowContext:
 
     def call(self, function: str, input: Any = None, *, retry: Any = None,
              compensate: str | tuple[str, Any] | None = None) -> Pending:
-        """Start step `function` with `input`; returns a Pending (parallel with others)."""
+        """Start step `function` with `input`; returns a Pending (parallel with others).
+        Without `retry`/`compensate`, a function declared with `@app.step` brings its own."""
+        declared = self._steps.get(function) or {}
+        if retry is None and declared.get("retry") is not None:
+            retry = declared["retry"]
+        if compensate is None and declared.get("compensate") is not None:
+            compensate = declared["compensate"]
+            if isinstance(compensate, list):
+                compensate = (compensate[0], compensate[1])
         policy = StepRetry.of(retry) if retry is not None else self._default_retry
         comp = None
         if compensate is not None:
@@ -255,10 +271,13 @@ class WorkflowContext:
         return [done[n] for n in sorted(done, reverse=True)]
 
 
-def replay(fn: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]:
-    """Run workflow function `fn` against its history; the decision for the engine."""
+def replay(fn: Callable[..., Any], payload: dict[str, Any],
+           steps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run workflow function `fn` against its history; the decision for the engine.
+    `steps`: the app's `@app.step` declarations (their retry and compensation)."""
     wf = WorkflowContext(payload["id"], payload["name"], payload.get("history") or [],
-                         default_retry=StepRetry.of(payload.get("retry")))
+                         default_retry=StepRetry.of(payload.get("retry")), steps=steps)
+    token = current.set(wf)
     try:
         out = fn(wf, payload.get("input"))
         if hasattr(out, "__await__") and hasattr(out, "send"):  # an async workflow
@@ -274,6 +293,8 @@ def replay(fn: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]:
         return {"status": "failed", "compensations": wf.compensations(), "error": {
             "errorType": getattr(exc, "error_type", None) or type(exc).__name__,
             "errorMessage": str(exc)}}
+    finally:
+        current.reset(token)
     if wf.cancel_requested:
         return {"status": "failed", "compensations": wf.compensations(), "error": {
             "errorType": "Workflow.Cancelled", "errorMessage": "cancelled"}}

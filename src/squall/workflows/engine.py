@@ -30,15 +30,16 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
-from ..backends.workflow_store import (CANCELLED, COMPENSATED, FAILED, FINAL, NONDETERMINISTIC,
+from ..backends.workflow_store import (FINAL, NONDETERMINISTIC,
                                        SUCCEEDED, Execution, ExecutionExists, HistoryEvent,
                                        WorkflowStore, WorkflowStoreError)
 from ..observe import logs
-from .retry import StepRetry
+from .steps import COMPENSATION_RETRY, RunsSteps
 
 Invoke = Callable[..., Awaitable[Any]]  # (function, kind, payload, *, request_id) -> result
 MARKER = "__squall_workflow__"
-COMPENSATION_RETRY = StepRetry(interval_s=1.0, max_attempts=3, backoff_rate=2.0)
+DECISION_CRASH_RETRIES = 5  # replays re-run after their worker crashed, before giving up
+__all__ = ["COMPENSATION_RETRY", "MARKER", "WorkflowEngine", "WorkflowFailed"]
 
 
 class WorkflowFailed(Exception):
@@ -61,7 +62,7 @@ def _child_op(child_id: str) -> int:
     return int(child_id.rsplit(".c", 1)[1])
 
 
-class WorkflowEngine:
+class WorkflowEngine(RunsSteps):
     def __init__(self, store: WorkflowStore, invoke: Invoke, *,
                  workflows: dict[str, dict[str, Any]] | None = None,
                  clock: Callable[[], float] = time.time,
@@ -89,8 +90,17 @@ class WorkflowEngine:
         self._timer_changed = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._parked: set[str] = set()  # drivers waiting for an outcome, a timer or a signal
+        self._parents: set[str] = set()  # executions that started child workflows
+        self._stepping: set[tuple[str, int]] = set()  # steps running: (execution, op)
+        self._cancelling: set[str] = set()  # their steps are not retried any more
         self._changed = asyncio.Event()
         self._stopping = False
+        self.spans: Any = None  # squall.observe.traces.WorkflowSpans: one span per execution
+
+    def _trace(self, eid: str) -> dict[str, Any]:
+        """invoke() keywords carrying the execution's span to its steps, if traced."""
+        trace = self.spans.trace(eid) if self.spans is not None else None
+        return {"trace": trace} if trace else {}
 
     def configure(self, workflows: dict[str, dict[str, Any]]) -> None:
         self.workflows = dict(workflows)
@@ -123,7 +133,8 @@ class WorkflowEngine:
 
     async def recover(self) -> int:
         """Drive every running execution again from its history."""
-        running = self.store.list(status="running", limit=1_000_000)
+        running = [ex for ex in self.store.list(status="running", limit=1_000_000)
+                   if ex.kind == "workflow"]  # (state machines: squall.workflows.machines)
         for ex in running:
             self._kick(ex.id)
         return len(running)
@@ -143,7 +154,7 @@ class WorkflowEngine:
     # -- the API (service calls, CLI, tests) ------------------------------------------
 
     async def start(self, name: str, input: Any = None, *, id: str | None = None,
-                    parent: str | None = None) -> Execution:
+                    parent: str | None = None, trace: str | None = None) -> Execution:
         """A new execution of workflow `name` (or the existing one with this id)."""
         if name not in self.workflows:
             raise LookupError(f"no workflow {name!r} in this app; declared: "
@@ -169,6 +180,8 @@ class WorkflowEngine:
                 await self.leases.release(f"wf:{eid}")
             raise
         logs.event("workflow started", workflow=name, execution=eid)
+        if self.spans is not None:
+            self.spans.begin(eid, name, trace)
         self._kick(eid)
         return ex
 
@@ -220,11 +233,14 @@ class WorkflowEngine:
     async def cancel(self, execution_id: str, reason: str = "") -> Execution:
         """Cancel: completed steps' compensations run (newest first), then `cancelled`."""
         ex = self._get(execution_id)
-        if ex.status in FINAL:
-            return ex
+        if ex.status in FINAL or any(e.type == "CancelRequested"
+                                     for e in self.store.history(execution_id)):
+            return ex  # (already asked: once is enough)
+        self._cancelling.add(execution_id)
         self.store.append(execution_id, [("CancelRequested", {"reason": reason})])
         self._force.add(execution_id)
         self._kick(execution_id)
+        await self._cancel_children(execution_id, f"parent {execution_id} cancelled")
         return ex
 
     def describe(self, execution_id: str) -> dict[str, Any]:
@@ -414,6 +430,13 @@ class WorkflowEngine:
                            error=decision["error"]["errorMessage"])
                 continue
             if status == "failed":
+                # first let steps in flight end (one that completes is compensated with
+                # the others), and decide again if outcomes came during the replay
+                running = [op for e, op in self._stepping if e == eid]
+                now = self.store.get(eid)
+                if running or (now is not None and now.length != len(history)):
+                    waiting = running
+                    continue
                 await self._unwind(ex, history, decision, cancelled)
                 continue
             for cmd in decision["commands"]:
@@ -425,9 +448,16 @@ class WorkflowEngine:
         payload = {MARKER: {"id": ex.id, "name": ex.name, "input": ex.input,
                             "retry": spec.get("retry"),
                             "history": [e.to_dict() for e in history]}}
+        crashes = 0
         while True:
             result = await self.invoke(ex.name, "event", json.dumps(payload),
-                                       request_id=str(uuid.uuid4()))
+                                       request_id=str(uuid.uuid4()), **self._trace(ex.id))
+            if result.status == "crash" and crashes < DECISION_CRASH_RETRIES:
+                # the worker running the replay died (kill -9, a node's worker lost): a
+                # replay has no side effects, so it is run again, not the workflow failed
+                crashes += 1
+                await asyncio.sleep(0.05 * 2 ** crashes)
+                continue
             if result.status != "throttled":
                 break
             await asyncio.sleep(0.01)
@@ -454,6 +484,12 @@ class WorkflowEngine:
                 fut.set_result(ex)
         self._resolved.pop(ex.id, None)
         self._wake.pop(ex.id, None)
+        self._cancelling.discard(ex.id)
+        if ex.id in self._parents:  # its running children go with it
+            self._parents.discard(ex.id)
+            self._spawn(self._cancel_children(ex.id, f"parent {ex.id} {ex.status}"))
+        if self.spans is not None:
+            self.spans.end(ex.id, ex.status)
         if ex.parent:
             op = _child_op(ex.id)
             if ex.status == SUCCEEDED:
@@ -468,7 +504,8 @@ class WorkflowEngine:
     def _launch(self, ex: Execution, cmd: dict[str, Any], history: list[HistoryEvent]) -> None:
         op, kind = cmd["op"], cmd["type"]
         started = {e.data.get("op"): e for e in history
-                   if e.type in ("TimerStarted", "SignalWaitStarted", "ChildStarted")}
+                   if e.type in ("TimerStarted", "SignalWaitStarted", "ChildStarted",
+                                 "StepAttemptFailed")}
         if kind == "signal":
             self._match_signal(ex.id, cmd, history, started.get(op))
             return
@@ -476,7 +513,9 @@ class WorkflowEngine:
             return
         if kind == "step":
             self._inflight.add((ex.id, op))
-            self._spawn(self._run_step(ex.id, cmd))
+            self._stepping.add((ex.id, op))
+            prior = started.get(op)  # its last failed attempt (the history goes on)
+            self._spawn(self._run_step(ex.id, cmd, prior.data if prior else None))
         elif kind == "timer":
             self._inflight.add((ex.id, op))
             st = started.get(op)
@@ -487,6 +526,7 @@ class WorkflowEngine:
             self._arm(fire_at, ex.id, op, "timer")
         elif kind == "child":
             self._inflight.add((ex.id, op))
+            self._parents.add(ex.id)
             child_id = f"{ex.id}.c{op}"
             if started.get(op) is None:
                 self.store.append(ex.id, [("ChildStarted", {"op": op, "name": cmd["name"],
@@ -502,6 +542,10 @@ class WorkflowEngine:
             return
         if child.status in FINAL:
             self._finished(child)
+            return
+        up = self.store.get(parent)
+        if up is None or up.status in FINAL:  # the parent ended while this one started
+            await self.cancel(child.id, f"parent {parent} {up.status if up else 'gone'}")
 
     def _match_signal(self, eid: str, cmd: dict[str, Any], history: list[HistoryEvent],
                       started: HistoryEvent | None) -> None:
@@ -534,78 +578,6 @@ class WorkflowEngine:
         self._timer_changed.set()
         if fire_at <= self.clock():
             self._spawn(self.fire_due())
-
-    async def _invoke_with_retry(self, function: str, data: Any, policy: StepRetry,
-                                 eid: str) -> tuple[bool, Any, int]:
-        attempt = 0
-        while True:
-            attempt += 1
-            async with self._parallel:
-                result = await self.invoke(function, "event", json.dumps(data),
-                                           request_id=str(uuid.uuid4()))
-            if result.status == "throttled":  # no slot: not the step's failure
-                attempt -= 1
-                await asyncio.sleep(0.01)
-                continue
-            if result.ok:
-                return True, result.output, attempt
-            err = {"errorType": result.error_type, "errorMessage": result.error_message}
-            ex = self.store.get(eid)
-            if (attempt > policy.max_attempts or not policy.matches(result.error_type)
-                    or ex is None or ex.status in FINAL):
-                return False, err, attempt
-            await self.sleep(policy.delay(attempt, self.rand))
-
-    async def _run_step(self, eid: str, cmd: dict[str, Any]) -> None:
-        op, name = cmd["op"], cmd["name"]
-        group = cmd.get("group")
-        sem = None
-        if group:
-            sem = self._groups.setdefault((eid, group), asyncio.Semaphore(cmd.get("limit", 1)))
-            await sem.acquire()
-        try:
-            ok, value, attempts = await self._invoke_with_retry(
-                name, cmd.get("input"), StepRetry.of(cmd.get("retry")), eid)
-        finally:
-            if sem is not None:
-                sem.release()
-            self._inflight.discard((eid, op))
-        if ok:
-            self._record(eid, "StepCompleted", {"op": op, "name": name, "output": value,
-                                                "attempts": attempts})
-        else:
-            self._record(eid, "StepFailed", {"op": op, "name": name, "error": value,
-                                             "attempts": attempts})
-
-    async def _unwind(self, ex: Execution, history: list[HistoryEvent],
-                      decision: dict[str, Any], cancelled: bool) -> None:
-        """The saga: completed steps' compensations, newest first, each recorded."""
-        comps = decision.get("compensations") or []
-        done = {e.data["index"] for e in history if e.type == "CompensationCompleted"}
-        error = decision["error"]
-        if comps and not any(e.type == "CompensationStarted" for e in history):
-            self.store.append(ex.id, [("CompensationStarted", {"error": error,
-                                                               "steps": len(comps)})])
-        for i, comp in enumerate(comps):
-            if i in done:
-                continue
-            ok, value, attempts = await self._invoke_with_retry(
-                comp["function"], comp.get("input"), COMPENSATION_RETRY, ex.id)
-            data = {"index": i, "step": comp["step"], "step_op": comp["op"],
-                    "function": comp["function"], "attempts": attempts}
-            if not ok:
-                err = {"errorType": "Workflow.CompensationFailed",
-                       "errorMessage": f"compensation {comp['function']!r} of step "
-                                       f"{comp['step']!r} failed: {value.get('errorType')}: "
-                                       f"{value.get('errorMessage')} (after: "
-                                       f"{error['errorMessage']})"}
-                self._close(ex.id, "CompensationFailed", {**data, "error": value}, FAILED,
-                            error=err)
-                return
-            self.store.append(ex.id, [("CompensationCompleted", {**data, "output": value})])
-        status = CANCELLED if cancelled else (COMPENSATED if comps else FAILED)
-        self._close(ex.id, "WorkflowCancelled" if cancelled else "WorkflowFailed",
-                    {"error": error}, status, error=error)
 
     async def _timer_loop(self) -> None:
         while not self._stopping:

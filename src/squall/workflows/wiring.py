@@ -19,6 +19,7 @@ from ..backends.sqlite.eventstore import SqliteEventStore
 from ..backends.sqlite.workflows import SqliteWorkflowStore
 from ..eventstore.service import EventStoreService
 from .engine import WorkflowEngine
+from .machines import MachineExecutions
 
 
 class Orchestration:
@@ -51,6 +52,8 @@ class Orchestration:
             self.workflow_store, invoke, clock=clock, max_parallel=max_parallel,
             sleep=sleep or asyncio.sleep, leases=leases if self.shared else None,
             workflows={w["name"]: w for w in manifest.get("workflows", [])})
+        self.machines = MachineExecutions(  # durable ASL executions
+            self.workflow_store, invoke, leases=leases if self.shared else None)
         self.events = EventStoreService(self.event_store, invoke, leases=leases)
         self.events.configure(manifest)
 
@@ -59,18 +62,20 @@ class Orchestration:
         self.events.configure(manifest)
 
     def services(self) -> dict[str, Callable[[Any], Any]]:
-        return {"workflow": self.engine.serve, "eventstore": self.events.serve}
+        return {"workflow": self.engine.serve, "eventstore": self.events.serve,
+                "state_machine": self.machines.serve}
 
     def route_invoke_async(self, invoke_async: Callable[..., Any]) -> Callable[..., Any]:
         """`app.invoke_async(workflow, …)` starts an execution (its id is the answer)."""
         engine = self.engine
 
         async def routed(payload: Any) -> Any:
-            function, body, *_ = payload
+            function, body, *rest = payload
             if function in engine.workflows:
                 import json
 
-                return (await engine.start(function, json.loads(body) if body else None)).id
+                return (await engine.start(function, json.loads(body) if body else None,
+                                           trace=rest[0] if rest else None)).id
             return await invoke_async(payload)
 
         return routed
@@ -81,9 +86,16 @@ class Orchestration:
             await self.events.start()
         else:
             await self.engine.recover()
+        if self.shared and self.machines.leases is None:
+            return  # several nodes without leases: resuming could double-drive
+        if live:
+            await self.machines.start_live()
+        else:
+            await self.machines.recover()
 
     async def stop(self) -> None:
         await self.events.stop()
+        await self.machines.stop()
         await self.engine.stop()
 
     def close(self) -> None:

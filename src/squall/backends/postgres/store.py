@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 
 from ..base import ROW_FIELDS, InvocationRecord, LogLine, StoreError
+from .telemetry import TABLES as _TELEMETRY_TABLES, PgTelemetry
 from .connect import (
     check_schema_name,
     parse_url,
@@ -73,7 +74,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-class PgStore:
+class PgStore(PgTelemetry):
     """The InvocationLog Protocol on one PostgreSQL schema, shared by every node."""
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
@@ -95,7 +96,7 @@ class PgStore:
             raise translate(exc, self.target, "cannot open the store", StoreError) from exc
         try:
             if create:
-                complete, params, statements = setup(self.schema, _TABLES)
+                complete, params, statements = setup(self.schema, _TABLES + _TELEMETRY_TABLES)
                 if not db.execute(complete, params).fetchone()[0]:
                     with db.transaction():
                         for stmt in statements:

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..base import ROW_FIELDS, InvocationRecord, LogLine, StoreError
+from .telemetry import SCHEMA as _TELEMETRY_SCHEMA, SqliteTelemetry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
@@ -48,7 +49,7 @@ _COLUMNS = ("request_id, app, function, trigger, started_at, duration_ms, billed
             "max_memory_mb, cold, init_ms, status, error_type, error_message")
 
 
-class SqliteStore:
+class SqliteStore(SqliteTelemetry):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         db = None
@@ -58,7 +59,7 @@ class SqliteStore:
                                  timeout=10.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + _TELEMETRY_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
@@ -83,36 +84,23 @@ class SqliteStore:
             for r in rows if r[14]
             for line in r[14].rstrip("\n").split("\n")
         ]
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    # a row recorded again replaces its output instead of repeating it;
-                    # looked up per batch, so the common case costs one query, not a
-                    # delete per row
-                    again = []
-                    for i in range(0, len(inv), 5000):  # under SQLite's variable limit
-                        ids = [r[0] for r in inv[i:i + 5000]]
-                        marks = ",".join("?" * len(ids))
-                        again += [r[0] for r in self._db.execute(
-                            f"SELECT request_id FROM invocations WHERE request_id IN ({marks})",
-                            ids)]
-                    if again:
-                        self._db.executemany("DELETE FROM logs WHERE request_id = ?",
-                                             [(rid,) for rid in again])
-                    self._db.executemany(
-                        f"INSERT OR REPLACE INTO invocations ({_COLUMNS}) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inv)
-                    if lines:
-                        self._db.executemany(
-                            "INSERT INTO logs (request_id, app, function, ts, line) "
-                            "VALUES (?,?,?,?,?)", lines)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the invocation log: {exc}") from exc
+        with self._transaction("the invocation log") as db:
+            # a row recorded again replaces its output instead of repeating it; looked up
+            # per batch, so the common case costs one query, not a delete per row
+            again = []
+            for i in range(0, len(inv), 5000):  # under SQLite's variable limit
+                ids = [r[0] for r in inv[i:i + 5000]]
+                marks = ",".join("?" * len(ids))
+                again += [r[0] for r in db.execute(
+                    f"SELECT request_id FROM invocations WHERE request_id IN ({marks})", ids)]
+            if again:
+                db.executemany("DELETE FROM logs WHERE request_id = ?",
+                               [(rid,) for rid in again])
+            db.executemany(f"INSERT OR REPLACE INTO invocations ({_COLUMNS}) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inv)
+            if lines:
+                db.executemany("INSERT INTO logs (request_id, app, function, ts, line) "
+                               "VALUES (?,?,?,?,?)", lines)
 
     def invocations(self, app: str, function: str | None = None, *, limit: int = 50,
                     request_id: str | None = None) -> list[InvocationRecord]:

@@ -1,0 +1,1 @@
+"""Seeded chaos runs against a real Squall platform: `python -m bench.chaos --help`."""
