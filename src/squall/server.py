@@ -24,17 +24,17 @@ from typing import Any, Callable, Iterator
 
 import uvicorn
 
-from .backends import broker_url_for_data_dir, redact_url, store_url_for_data_dir
+from .backends import redact_url
 from .observe import logs
 from .runtime.loader import resolve_ref, split_ref
 from .runtime.runtime import DEFAULT_MAX_WORKERS
 from .runtime.zygote_client import ZygoteError
 from .sources.ingress import Ingress, IngressSettings
-from .stack import AppStack, StackOptions
+from .stack import AppStack, BackendUrls, StackOptions
 
 
 @dataclass(frozen=True)
-class ServeOptions:
+class ServeOptions(BackendUrls):
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str = ".squall"
@@ -50,13 +50,6 @@ class ServeOptions:
     mqtt_url: str | None = None
     smtp_port: int | None = None
 
-    @property
-    def store(self) -> str:
-        return self.store_url or store_url_for_data_dir(self.data_dir)
-
-    @property
-    def broker(self) -> str:
-        return self.broker_url or broker_url_for_data_dir(self.data_dir)
 
 
 @contextlib.contextmanager

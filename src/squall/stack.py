@@ -32,8 +32,25 @@ from .sources.state import StateService
 from .sources.webhooks import Webhooks
 
 
+class BackendUrls:
+    """`store` and `broker` of an options dataclass with data_dir, store_url and
+    broker_url: the shared backends when given, else the embedded files under data_dir."""
+
+    data_dir: str
+    store_url: str | None
+    broker_url: str | None
+
+    @property
+    def store(self) -> str:
+        return self.store_url or store_url_for_data_dir(self.data_dir)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or broker_url_for_data_dir(self.data_dir)
+
+
 @dataclass(frozen=True)
-class StackOptions:
+class StackOptions(BackendUrls):
     data_dir: str = ".squall"
     broker_url: str | None = None  # distributed mode: shared backends
     store_url: str | None = None
@@ -43,14 +60,6 @@ class StackOptions:
     echo: str = "errors"  # which invocations also go to the structured log
     python: str | None = None  # the zygote's interpreter (a version's virtualenv)
     cwd: str | None = None  # the zygote's working directory
-
-    @property
-    def store(self) -> str:
-        return self.store_url or store_url_for_data_dir(self.data_dir)
-
-    @property
-    def broker(self) -> str:
-        return self.broker_url or broker_url_for_data_dir(self.data_dir)
 
 
 class AppStack:

@@ -7,13 +7,14 @@ or an app that cannot load is a message and exit code 2; a function that failed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -81,7 +82,6 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
            broker: str | None = None, store: str | None = None,
            node_id: str | None = None, mqtt: str | None = None,
            smtp_port: int | None = None) -> None:
-    from ..backends import BrokerError
     from ..server import ServeOptions, run
 
     ref = _check_app(app)
@@ -107,8 +107,17 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
     opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
                         expose_errors=expose, broker_url=broker, store_url=store,
                         node_id=node_id, mqtt_url=mqtt, smtp_port=smtp_port)
-    try:
+    with serving(host, port):
         run(ref, opts)
+
+
+@contextlib.contextmanager
+def serving(host: str, port: int) -> Iterator[None]:
+    """What a serving command (run, dev, worker, server) says when it cannot serve: exit 2."""
+    from ..backends import BrokerError
+
+    try:
+        yield
     except ZygoteError as exc:
         err.print(exc.detail or "", highlight=False, markup=False)
         raise fail(f"the app could not be loaded: {exc}") from None

@@ -120,16 +120,10 @@ def server(
     opts = PlatformOptions(data_dir=data_dir, venv_cache=venv_cache, pip_args=tuple(pip_args),
                            expose_errors=expose_errors, store_url=store, broker_url=broker,
                            node_id=node_id)
-    from ..backends import BrokerError, StoreError
+    from .main import serving
 
-    try:
+    with serving(host, port):
         srv.run(opts, token, host, port)
-    except (BrokerError, StoreError, ImportError) as exc:  # ImportError: an optional extra
-        raise fail(str(exc)) from None
-    except OSError as exc:
-        raise fail(f"cannot serve on {host}:{port}: {exc}") from None
-    except KeyboardInterrupt:
-        pass
 
 
 def deploy(
