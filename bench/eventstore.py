@@ -3,7 +3,7 @@ application recorder, same machine, same durability (WAL, synchronous=FULL: chec
 printed), one run. Also the durable workflow step checkpoint on the embedded backend.
 
     .venv/bin/python bench/eventstore.py [--events 10000] [--streams 100] [--batch 100]
-                                         [--writers 8] [--rounds 3]
+                                         [--writers 8] [--rounds 3] [--kinds batched,...]
 
 Each measurement runs --rounds times, the two sides alternating, each time on fresh
 database files in one temporary directory; the table shows the medians and the ratio of
@@ -71,6 +71,9 @@ class SquallSide:
     def synchronous(self) -> int:
         return self.s._db.execute("PRAGMA synchronous").fetchone()[0]
 
+    def wal_pages(self) -> int:
+        return self.s._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
     def appender(self, prefix: str) -> Callable[[int, int], None]:
         """append(stream index, count): `count` events at the version it expects."""
         versions: dict[int, int] = {}
@@ -111,6 +114,11 @@ class EventsourcingSide:
     def synchronous(self) -> int:
         with self.ds.transaction(commit=False) as c:
             c.execute("PRAGMA synchronous")
+            return c.fetchone()[0]
+
+    def wal_pages(self) -> int:
+        with self.ds.transaction(commit=False) as c:
+            c.execute("PRAGMA wal_autocheckpoint")
             return c.fetchone()[0]
 
     def appender(self, prefix: str) -> Callable[[int, int], None]:
@@ -173,20 +181,22 @@ def measure(side: Any, kind: str, n: int, streams: int, batch: int, writers: int
 KINDS = ("single", "single_mt", "batched", "batched_mt", "replay")
 
 
-def compare(d: Path, n: int, streams: int, batch: int, writers: int, rounds: int
+def compare(d: Path, n: int, streams: int, batch: int, writers: int, rounds: int,
+            kinds: tuple[str, ...] = KINDS
             ) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
     """Each measurement `rounds` times, the two sides alternating (so a load change on a
     shared machine hits both), each time on fresh database files."""
     rates: dict[str, dict[str, list[float]]] = {"squall": {}, "eventsourcing": {}}
     sync: dict[str, int] = {}
     for r in range(rounds):
-        for kind in KINDS:
+        for kind in kinds:
             order = (SquallSide, EventsourcingSide) if r % 2 == 0 else (
                 EventsourcingSide, SquallSide)
             for cls in order:
                 side = cls(d / f"{cls.name}-{kind}-{r}.db")
                 try:
                     sync[cls.name] = side.synchronous()
+                    sync[f"{cls.name}_wal"] = side.wal_pages()
                     rates[cls.name].setdefault(kind, []).append(
                         measure(side, kind, n, streams, batch, writers))
                     if kind == "single_mt" and cls is SquallSide:
@@ -250,19 +260,28 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2_000)
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="measure only these (comma-separated); the workflow figures only "
+                         "with all of them")
     a = ap.parse_args()
+    kinds = tuple(k for k in a.kinds.split(",") if k)
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds takes a comma-separated subset of {', '.join(KINDS)}; "
+                 f"got {a.kinds!r}")
+    every = set(kinds) == set(KINDS)
     from importlib import metadata
 
     with tempfile.TemporaryDirectory(prefix="squall-es-bench-") as tmp:
         d = Path(tmp)
-        rates, sync = compare(d, a.events, a.streams, a.batch, a.writers, a.rounds)
-        cp = checkpoint_bench(d, a.steps)
-    eng = engine_bench(100)
+        rates, sync = compare(d, a.events, a.streams, a.batch, a.writers, a.rounds, kinds)
+        cp = checkpoint_bench(d, a.steps) if every else None
+    eng = engine_bench(100) if every else None
     print(f"machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, eventsourcing "
           f"{metadata.version('eventsourcing')}; synchronous squall={sync['squall']} "
-          f"eventsourcing={sync['eventsourcing']} (2 = FULL); medians of {a.rounds} "
-          "alternating rounds")
+          f"eventsourcing={sync['eventsourcing']} (2 = FULL); wal_autocheckpoint squall="
+          f"{sync['squall_wal']} eventsourcing={sync['eventsourcing_wal']} pages; medians of "
+          f"{a.rounds} alternating rounds")
     w = a.writers
     print(f"{'events/s':<36}{'squall':>12}{'eventsourcing':>15}{'ratio':>8}   per round")
     for key, label in (("single", f"append, single ({a.events}), 1 writer"),
@@ -270,12 +289,17 @@ def main() -> None:
                        ("batched", f"append, batches of {a.batch}, 1 writer"),
                        ("batched_mt", f"append, batches of {a.batch}, {w} writers"),
                        ("replay", "full replay (read all)")):
+        if key not in kinds:
+            continue
         sq, es = rates["squall"][key], rates["eventsourcing"][key]
         ms, me = statistics.median(sq), statistics.median(es)
         rounds = " ".join(f"{x / y:.2f}" for x, y in zip(sq, es))
         print(f"{label:<36}{ms:>12,.0f}{me:>15,.0f}{ms / me:>7.2f}x   {rounds}")
-    print(f"(group commits: {a.events * a.rounds / max(sync['groups'], 1):.1f} appends per "
-          f"commit in Squall's {w}-writer single appends)")
+    if "single_mt" in kinds:
+        print(f"(group commits: {a.events * a.rounds / max(sync['groups'], 1):.1f} appends "
+              f"per commit in Squall's {w}-writer single appends)")
+    if cp is None or eng is None:
+        return
     print(f"workflow step checkpoint (SQLite, FULL, {a.steps} appends): p50 "
           f"{cp['p50_ms']:.3f} ms, p99 {cp['p99_ms']:.3f} ms, mean {cp['mean_ms']:.3f} ms")
     print(f"workflow engine, in-process, 100 steps: sequential {eng['seq']:.2f} ms/step, "

@@ -68,7 +68,7 @@ async def test_each_stream_shard_is_read_by_one_node_only(tmp_path):
     done = asyncio.Event()
 
     def invoker(node: str):
-        async def invoke(function: str, trigger: str, payload: str):
+        async def invoke(function: str, trigger: str, payload: str, trace: str | None = None):
             for r in json.loads(payload)["records"]:
                 seen.append((node, r["shard"], r["partition_key"], int(r["data"])))
             if len(seen) >= 200:

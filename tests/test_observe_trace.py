@@ -180,3 +180,38 @@ def test_logs_follow_prints_new_invocations_as_they_are_stored(served):
         os.kill(proc.pid, signal.SIGINT)  # Ctrl-C: it stops cleanly, exit code 0
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+STREAM_TRACE_ID = "5ce0e9a56015fec5aadfa328ae398115"
+
+
+def test_a_stream_hop_keeps_the_trace(served):
+    server, data_dir = served
+    # Given a request, with a traceparent, whose function appends to a stream
+    r = httpx.post(server.url + "/clicks", json={"user": "ada"},
+                   headers={"traceparent": f"00-{STREAM_TRACE_ID}-b7ad6b7169203331-01"})
+    assert r.status_code == 202, r.text
+
+    # When the stream consumer has read the record
+    def spans() -> list:
+        store = open_store(store_url_for_data_dir(data_dir))
+        try:
+            return get_trace(store, STREAM_TRACE_ID)
+        finally:
+            store.close()
+
+    wait_until(lambda: any(s.name == "count_clicks" for s in spans()), 20,
+               "the stream consumer's invocation in the trace store")
+    got = spans()
+
+    # Then request, function, stream hop and consumer are ONE trace, each under its cause
+    by_id = {s.span_id: s for s in got}
+    gateway = next(s for s in got if s.name == "POST /clicks" and s.kind == "server")
+    producer = next(s for s in got if s.name == "record_click" and s.kind == "internal")
+    hop = next(s for s in got if s.name == "put_records clicks" and s.kind == "producer")
+    consumer = next(s for s in got if s.name == "count_clicks" and s.kind == "internal")
+    assert {s.trace_id for s in got} == {STREAM_TRACE_ID}
+    assert by_id[producer.parent_id] is gateway
+    assert by_id[hop.parent_id] is producer and hop.attributes["target"] == "clicks"
+    assert by_id[consumer.parent_id] is hop
+    assert consumer.status == "ok" and consumer.attributes["trigger"] == "event"

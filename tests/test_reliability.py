@@ -17,6 +17,7 @@ import pytest
 from squall import App, BatchResult, RetryPolicy
 from squall.backends.event_store import NewEvent
 from squall.backends.sqlite.broker import SqliteBroker
+from squall.backends.sqlite.deadlines import DeadlineClock
 from squall.backends.sqlite.eventstore import SqliteEventStore
 from squall.backends.sqlite.workflows import SqliteWorkflowStore
 from squall.config import FunctionConfig, QueueTrigger
@@ -198,23 +199,41 @@ async def test_each_cron_slot_fires_once_across_dst_and_clock_jumps(tmp_path, da
 
 
 @async_test
-async def test_a_wall_clock_jump_loses_no_leased_message(tmp_path):
-    # The embedded broker's visibility timeouts are wall-clock deadlines kept in the
-    # database (shared by processes, kept across restarts): a jump forward ends a lease
-    # early (a redelivery: at-least-once), a jump back lengthens it; nothing is lost.
-    clock = FakeClock()
-    b = SqliteBroker(tmp_path / "b.db", clock=clock)
+async def test_wall_clock_jumps_move_no_visibility_timeout_or_delay(tmp_path):
+    # Given an embedded broker whose wall clock we can step, and whose monotonic clock
+    # (where its deadlines live) only moves forward, as the machine's does
+    wall, mono = FakeClock(), FakeClock(1000.0)
+    b = SqliteBroker(tmp_path / "b.db", clock=wall, timer=DeadlineClock(mono, "boot-1"))
     try:
         await b.send("q", [msg("a"), msg("b")])
+        await b.send("q", [msg("later", delay_s=60)])
         d1, d2 = await b.receive("q", 2, visibility_timeout_s=30)
-        clock.advance(3600)  # forward: both leases over at once
+        assert d1.sent_at == wall.now  # user-facing times stay on the wall clock
+        # When the wall clock jumps forward an hour
+        wall.advance(3600)
+        # Then the leases and the delay still hold
+        assert await b.receive("q", 10) == []
+        assert (await b.stats("q")).in_flight == 2 and (await b.stats("q")).delayed == 1
+        # and when it jumps back two hours, the leases are not stretched: they end 30 s
+        # after the receive, measured on the monotonic clock
+        wall.advance(-7200)
+        mono.advance(29.9)
+        assert await b.receive("q", 10) == []
+        mono.advance(0.2)
         again = await b.receive("q", 10, visibility_timeout_s=30)
         assert sorted(d.body for d in again) == [b"a", b"b"]
         assert await b.ack("q", [d1.receipt]) == [False]  # stale after the redelivery
-        clock.advance(-7200)  # back 2 h: the new leases now end 2 h later, but they end
-        assert await b.receive("q", 10) == []
-        clock.advance(7200 + 31)
-        assert len(await b.receive("q", 10)) == 2
+        # a retry backoff is immune as well
+        assert await b.nack("q", again[0].receipt, delay_s=5)
+        wall.advance(86_400)
+        assert [d.body for d in await b.receive("q", 10)] == []
+        mono.advance(5.0)
+        assert [d.body for d in await b.receive("q", 10)] == [again[0].body]
+        # and the send delay ends 60 s after the send, however the wall clock went
+        mono.now = 1000.0 + 59.9
+        assert [d.body for d in await b.receive("q", 10)] == []
+        mono.now = 1000.0 + 60.0
+        assert [d.body for d in await b.receive("q", 10)] == [b"later"]
     finally:
         await b.close()
 

@@ -537,6 +537,7 @@ class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEven
             "event_consumers": self.events_manifest(),
             "security": self.security_manifest(),
             "alerts": self.alert_manifest(),
+            "state_machines": self.state_machine_manifest(),
         }
 
     # -- calling -------------------------------------------------------------------

@@ -26,6 +26,10 @@ from typing import Any, Callable
 
 from .config import TIMEOUT_MAX_S, ConfigError
 
+# a longer Wait (or Retry back-off) ends the invocation and becomes a durable timer;
+# shorter ones sleep in the worker (cheaper than a checkpoint and a resume)
+PARK_AFTER_S = 1.0
+
 
 class StateMachineHandler:
     """The function body of a state machine: run one execution of `machine`."""
@@ -43,13 +47,15 @@ class StateMachineHandler:
         from .asl.engine import Env
         from .asl.runner import FunctionRunner
         from .runtime.adapters import HandlerFailure
+        from .runtime.parked import PARKED
         from .workflows.machines import RESUME
 
         env = Env(FunctionRunner(self.app.invoke), now=self.now or time.time,
                   sleep=self.sleep or time.sleep)
         doc = None
+        resumed = isinstance(event, dict) and RESUME in event
         if self._durable():
-            if isinstance(event, dict) and RESUME in event:
+            if resumed:
                 doc = self._service(["resume", event[RESUME]])
             else:
                 name = getattr(ctx, "request_id", None) or str(uuid.uuid4())
@@ -60,7 +66,9 @@ class StateMachineHandler:
                 doc = self._service(["begin", self.machine.name, name, first.input, state,
                                      events], optional=True)
         if doc is not None:
-            ex = self._drive(doc, env)
+            ex = None if doc.get("parked") else self._drive(doc, env)
+            if ex is None:  # waiting on a durable timer: the worker is free meanwhile
+                return {PARKED: doc["id"], "resumed": resumed}
         else:  # no orchestration here (a bare invoker, a one-shot CLI run): in memory
             ex = self.machine.run(event if event is not None else {}, env,
                                   name=getattr(ctx, "request_id", None))
@@ -87,29 +95,56 @@ class StateMachineHandler:
             raise
 
     def _drive(self, doc: dict[str, Any], env: Any) -> Any:
-        """Step from the last checkpoint to the end, checkpointing after every state."""
+        """Step from the last checkpoint to the end, checkpointing after every state (and
+        after every failed attempt of a state with Retry); None if the execution parked
+        at a long Wait or back-off (the supervisor's timer resumes it)."""
         from .asl.engine import Env
-        from .asl.execution import Execution
+        from .asl.execution import Execution, Parked
 
         if doc["state"] is None:
             raise RuntimeError(f"state machine execution {doc['id']!r} has no checkpoint")
         ex = Execution.from_dict(doc["state"])
         eid, length, fire_at = doc["id"], doc["length"], doc.get("fire_at")
-        while ex.status == "RUNNING":
-            step_env = env
-            wait = self.machine.pending_wait(ex, env)
-            if wait:
-                if fire_at is None:  # a restart keeps the end of a Wait it had begun
-                    fire_at = env.now() + wait
-                    length = self._service(["wait", eid, ex.current, fire_at, length])
-                step_env = Env(env.runner, now=env.now, rng=env.rng,
-                               sleep=lambda _s, end=fire_at: env.sleep(
-                                   max(0.0, end - env.now())))
-            sent = len(ex.history)
-            self.machine.step(ex, step_env)
+        sent = len(ex.history)
+        park_after = None if self.sleep is not None else PARK_AFTER_S  # (a test's sleeper)
+        timeout = self.machine.timeout_s
+        deadline = None if timeout is None else ex.start_time + timeout
+
+        def checkpoint(ex: Any) -> None:
+            nonlocal length, sent
             # the state without its history (no copy: the call serialises it at once)
             state = {k: getattr(ex, k) for k in ex.__dataclass_fields__ if k != "history"}
             length = self._service(["step", eid, state, ex.history[sent:], length])
+            sent = len(ex.history)
+
+        def wake_at(fire_at: float) -> float:
+            # the machine's deadline if that comes first (it then times out)
+            return fire_at if deadline is None else min(fire_at, deadline)
+
+        def park(fire_at: float, record: bool) -> None:
+            self._service(["park", eid, ex.current, fire_at, length, record,
+                           wake_at(fire_at)])
+
+        while ex.status == "RUNNING":
+            wait = self.machine.pending_wait(ex, env)
+            if wait:
+                record = fire_at is None  # a restart keeps the end of a Wait it had begun
+                if record:
+                    fire_at = env.now() + wait
+                if park_after is not None and wake_at(fire_at) - env.now() > park_after:
+                    park(fire_at, record)
+                    return None
+                if record:
+                    length = self._service(["wait", eid, ex.current, fire_at, length])
+            step_env = Env(env.runner, now=env.now, rng=env.rng, sleep=env.sleep,
+                           checkpoint=checkpoint, park_after_s=park_after,
+                           wait_end=fire_at if wait else None)
+            try:
+                self.machine.step(ex, step_env)
+            except Parked as p:  # a long Retry back-off: checkpointed with its counts
+                park(p.fire_at, True)
+                return None
+            checkpoint(ex)
             fire_at = None
         return ex
 
@@ -118,6 +153,12 @@ class DeclaresStateMachines:
     functions: dict[str, Any]
     _config: Any
     _add: Any
+
+    def state_machine_manifest(self) -> list[str]:
+        """The names of the app's state machines (a supervisor wires their durable
+        executions, and their Wait timers, when there is one)."""
+        return sorted(name for name, f in self.functions.items()  # type: ignore[attr-defined]
+                      if isinstance(f.handler, StateMachineHandler))
 
     def state_machine(self, name: str, definition: str | dict[str, Any], *,
                       now: Callable[[], float] | None = None,

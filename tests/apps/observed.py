@@ -1,5 +1,6 @@
 """A test app for observability: one HTTP request fans out over the bus to a queue
-function and a workflow (tests/test_observe_trace.py follows the trace through)."""
+function and a workflow; another appends to a stream read by a stream consumer
+(tests/test_observe_trace.py follows both traces through)."""
 
 from squall import App, logger
 
@@ -41,3 +42,16 @@ def ship(parcel):
 @app.workflow()
 def fulfil(wf, order):
     return wf.step("ship", wf.step("pack", order))
+
+
+@app.http("POST", "/clicks")
+def record_click(request):
+    click = request.json()
+    (sequence,) = app.put_records("clicks", [(click["user"], click)])
+    return 202, {"sequence": sequence}
+
+
+@app.stream("clicks", batch_size=10)
+def count_clicks(records, ctx):
+    for r in records:
+        print("click by", r.partition_key)

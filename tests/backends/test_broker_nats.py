@@ -18,6 +18,7 @@ from squall.backends.jetstream.connection import reconnect_delay
 from squall.backends.jetstream.names import token
 from squall.backends.jetstream.receipts import DeliveryLedger, Receipt
 from squall.testing.conformance import BrokerConformance, async_test, msg
+from squall.testing.stream_conformance import StreamConformance
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def prefix(url):
         yield name
 
 
-class TestNatsBroker(BrokerConformance):
+class TestNatsBroker(BrokerConformance, StreamConformance):
     REAL_TIME = True
 
     @pytest.fixture

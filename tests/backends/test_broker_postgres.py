@@ -13,6 +13,7 @@ from pg_fixtures import postgres_url, terminate, unique_schema
 from squall.backends import BrokerError, open_broker
 from squall.backends.postgres.broker import PgBroker
 from squall.testing.conformance import BrokerConformance, async_test, msg
+from squall.testing.stream_conformance import StreamConformance
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ async def waiting(node: PgBroker, key: str) -> None:
         await asyncio.sleep(0.001)
 
 
-class TestPgBroker(BrokerConformance):
+class TestPgBroker(BrokerConformance, StreamConformance):
     @pytest.fixture
     def open_broker(self, pg_url, schema):
         async def open_(clock, **opts):
@@ -211,5 +212,33 @@ async def test_the_broker_recovers_after_its_connections_are_killed(pg_url, sche
         await b.send("q", [msg("after")])
         (d,) = await asyncio.wait_for(waiter, 5)
         assert d.body == b"after"
+    finally:
+        await b.close()
+
+
+@async_test
+async def test_a_stream_schema_from_before_traces_gets_the_trace_column(pg_url, schema):
+    import psycopg
+    from psycopg import sql
+
+    # Given a schema whose stream records have no trace column (made before it)
+    a = PgBroker(pg_url, schema=schema)
+    try:
+        await a.append("s", [("k", b"old")], shards=1)
+    finally:
+        await a.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {}.stream_records DROP COLUMN trace").format(
+            sql.Identifier(schema)))
+    # When a broker reads and appends there
+    b = PgBroker(pg_url, schema=schema)
+    try:
+        (old,) = await b.read("s", 0, 0, 10)
+        trace = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+        await b.append("s", [("k", b"new")], shards=1, trace=trace)
+        # Then the old record is kept (without a trace) and the new one has its trace
+        assert (old.data, old.trace) == (b"old", None)
+        (new,) = await b.read("s", 0, old.seq, 1)
+        assert (new.data, new.trace) == (b"new", trace)
     finally:
         await b.close()

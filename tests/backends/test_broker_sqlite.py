@@ -6,9 +6,10 @@ import pytest
 
 from squall.backends.sqlite.broker import SqliteBroker
 from squall.testing.conformance import BrokerConformance, FakeClock, async_test, msg
+from squall.testing.stream_conformance import StreamConformance
 
 
-class TestSqliteBroker(BrokerConformance):
+class TestSqliteBroker(BrokerConformance, StreamConformance):
     NODES_SHARE_WORK = False  # one file lock: see BrokerConformance
 
     @pytest.fixture
@@ -70,3 +71,30 @@ def test_fake_clock_advances():
     c = FakeClock(10)
     c.advance(5)
     assert c() == 15
+
+
+@async_test
+async def test_a_stream_database_from_before_traces_gets_the_trace_column(tmp_path):
+    import sqlite3
+
+    # Given a broker database whose stream records have no trace column (made before it)
+    db = sqlite3.connect(tmp_path / "b.db")
+    db.executescript("""
+        CREATE TABLE stream_records (stream TEXT NOT NULL, shard INTEGER NOT NULL,
+            seq INTEGER NOT NULL, partition_key TEXT NOT NULL, data BLOB NOT NULL,
+            arrival REAL NOT NULL, PRIMARY KEY (stream, shard, seq)) WITHOUT ROWID;
+        INSERT INTO stream_records VALUES ('s', 0, 1, 'k', X'6f6c64', 1.0);""")
+    db.commit()
+    db.close()
+    b = SqliteBroker(tmp_path / "b.db")
+    try:
+        # When the broker reads and appends
+        (old,) = await b.read("s", 0, 0, 10)
+        trace = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+        ((shard, seq),) = await b.append("s", [("k", b"new")], shards=1, trace=trace)
+        # Then the old record is kept (without a trace) and the new one has its trace
+        assert (old.data, old.trace) == (b"old", None)
+        (new,) = await b.read("s", shard, seq - 1, 1)
+        assert (new.seq, new.data, new.trace) == (2, b"new", trace)
+    finally:
+        await b.close()

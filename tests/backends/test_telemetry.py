@@ -69,3 +69,21 @@ def test_invocation_window_alert_states_and_retention(store):
     assert [r.request_id for r in store.invocations("shop")] == ["r2", "r3", "r4"]
     assert {line.line for line in store.logs("shop")} == {"line 2", "line 3", "line 4"}
     assert [r[4] for r in store.spans(TRACE)] == ["new"]
+
+
+def test_gauge_samples_round_trip_by_subject_and_are_pruned(store):
+    # Given queue depths sampled a minute apart, for two queues and two apps
+    store.record_gauges([("shop", "queue_visible", q, T0 + 60 * i, float(i * n))
+                         for i in range(4) for q, n in (("emails", 1), ("orders", 2))])
+    store.record_gauges([("other", "queue_visible", "emails", T0, 9.0),
+                         ("shop", "dlq_messages", "emails-dlq", T0, 1.0)])
+    # Then a window reads one gauge of one app, by subject then time
+    rows = store.gauge_samples("shop", "queue_visible", T0 + 60, T0 + 180)
+    assert [(r[0], r[1] - T0, r[2]) for r in rows] == [
+        ("emails", 60, 1.0), ("emails", 120, 2.0), ("orders", 60, 2.0), ("orders", 120, 4.0)]
+    assert [r[2] for r in store.gauge_samples("shop", "queue_visible", T0, T0 + 1e6,
+                                              "orders")] == [0.0, 2.0, 4.0, 6.0]
+    # And retention drops what is older, for that app only
+    assert store.prune_gauges("shop", T0 + 120) == 5
+    assert len(store.gauge_samples("shop", "queue_visible", 0, T0 + 1e6)) == 4
+    assert len(store.gauge_samples("other", "queue_visible", 0, T0 + 1e6)) == 1

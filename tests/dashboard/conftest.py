@@ -53,8 +53,11 @@ def shop(tmp_path_factory):
                 q = httpx.get(api + "queues").json()["queues"][0]
                 wf = httpx.get(api + "workflows").json()["executions"]
                 inv = httpx.get(api + "invocations?function=charge").json()["invocations"]
+                fns = {f["name"]: f for f in httpx.get(
+                    api + "functions?window=1h").json()["functions"]}
                 return (q["deadLetters"] == 1 and len(wf) == 5 and len(inv) == 5
-                        and all(e["status"] == "succeeded" for e in wf))
+                        and all(e["status"] == "succeeded" for e in wf)
+                        and fns["create_order"]["invocations"] >= 5)  # figures written too
 
             wait_until(settled, 30, "the orders' queue, bus and workflow work")
             store = open_store(server.sup.opts.store)  # an alert fired, as the evaluator

@@ -50,6 +50,7 @@ def test_schedules_and_workflows_answer_as_the_cli_does(shop):
     ("invocations?limit=x", 400, "bad_request", "whole number"),
     ("invocations?function=nope", 404, "not_found", "no function 'nope'"),
     ("functions?window=2y", 400, "bad_request", "window must be one of"),
+    ("queues?window=2y", 400, "bad_request", "window must be one of"),
     ("queues/nope/dead-letters", 404, "not_found", "no queue named 'nope'"),
     ("workflows/nope", 404, "not_found", "no workflow execution 'nope'"),
     ("traces/0123", 404, "not_found", "no trace '0123'"),
@@ -93,3 +94,22 @@ def test_costs_use_the_prices_squall_costs_uses(shop, monkeypatch):
     r = get(shop, "costs")
     assert r.status_code == 503 and "SQUALL_PRICE_GB_S='cheap' is not a number" in r.json()[
         "message"]
+
+
+def test_queue_depth_over_time_comes_from_the_sampled_gauges(shop):
+    import time
+
+    from squall.backends import open_store
+
+    # Given the server's own samples (one at start) and one stored ten minutes ago
+    store = open_store(shop.sup.opts.store)
+    try:
+        store.record_gauges([("shop", "queue_visible", "emails", time.time() - 660, 4.0)])
+    finally:
+        store.close()
+    # When the queues page reads its hour
+    (q,) = [q for q in get(shop, "queues?window=1h").json()["queues"] if q["queue"] == "emails"]
+    # Then the depth line has the sample in its bucket (2 minutes each) and the server's
+    series = q["depthSeries"]
+    assert len(series) == 30 and series[24] == 4.0, series
+    assert series[29] is not None or series[28] is not None  # sampled by the server

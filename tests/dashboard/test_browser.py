@@ -11,7 +11,7 @@ PAGES = [  # nav label, what the page must show
     ("Functions", "table [data-function=create_order]"),
     ("Invocations", "table [data-request]"),
     ("Traces", "table [data-trace]"),
-    ("Queues", "table [data-queue=emails]"),
+    ("Queues", "table [data-queue=emails] .depth svg.spark"),  # with its depth line
     ("Event bus", "[data-rule=charge-on-order]"),
     ("Schedules", "table [data-schedule=nightly_report]"),
     ("Workflows", "table [data-execution]"),

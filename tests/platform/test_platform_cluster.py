@@ -91,6 +91,9 @@ def test_a_deploy_reaches_every_node_and_apps_shows_each_node(tmp_path, tmp_path
         assert a.control("DELETE", "/apps/ledger").status_code == 200
         wait_until(lambda: httpx.get(b.url + "/ledger/e/1").status_code == 404, 10,
                    "node b to drop the deleted app")
-        with psycopg.connect(url) as conn:  # and its data with it
-            assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
-                                (f"{schema}_app_ledger",)).fetchone()[0] == 0
+        def schema_gone() -> bool:  # and its data with it, once every node let go
+            with psycopg.connect(url) as conn:
+                return conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                                    (f"{schema}_app_ledger",)).fetchone()[0] == 0
+
+        wait_until(schema_gone, 10, "the deleted app's schema to be dropped")

@@ -29,13 +29,14 @@ from typing import Any
 from . import choice, intrinsics, paths
 from .errors import (ALL, DATA_LIMIT_EXCEEDED, NO_CHOICE_MATCHED, RUNTIME, TASK_FAILED,
                      TIMEOUT, UNCATCHABLE, StatesError)
-from .execution import (ARN_PREFIX, Env, Execution, Fail, TaskRequest, TaskRunner,
-                        TimedOut)
+from .execution import (ARN_PREFIX, Env, Execution, Fail, Parked, TaskRequest,
+                        TaskRunner, TimedOut)
 from .fanout import FanOut
 from .history import History, dumps, iso
 from .validate import validate
 
-__all__ = ["StateMachine", "Env", "Execution", "TaskRequest", "TaskRunner", "ARN_PREFIX"]
+__all__ = ["StateMachine", "Env", "Execution", "Parked", "TaskRequest", "TaskRunner",
+           "ARN_PREFIX"]
 
 
 class StateMachine:
@@ -96,7 +97,7 @@ class StateMachine:
         if ex.current is None:
             return ex
         try:
-            nxt, out = _Scope(self, self.definition, ex, env, hist).run_state(
+            nxt, out = _Scope(self, self.definition, ex, env, hist, top=True).run_state(
                 ex.current, ex.state_input)
         except Fail as f:
             ex.status, ex.error, ex.cause, ex.current = "FAILED", f.error, f.cause, None
@@ -123,8 +124,9 @@ class _Scope(FanOut):
     """Runs states of one state list (the machine, a branch, a Map iteration)."""
 
     def __init__(self, machine: StateMachine, spec: dict[str, Any], ex: Execution, env: Env,
-                 hist: History) -> None:
+                 hist: History, *, top: bool = False) -> None:
         self.machine, self.spec, self.ex, self.env, self.hist = machine, spec, ex, env, hist
+        self.top = top  # the machine's own states (not a branch's): retries are durable
         self._ctx: dict[str, Any] = {}
         self._pending: dict[str, Any] = {}
         self._entered_id = 0
@@ -243,12 +245,20 @@ class _Scope(FanOut):
     def run_state(self, name: str, raw: Any) -> tuple[str | None, Any]:
         spec = self.spec["States"][name]
         t = spec["Type"]
-        entered = self.env.now()
-        self._check_deadline(entered)
-        self._entered_id = self.hist.add(f"{t}StateEntered", entered, {
-            "input": dumps(raw), "inputDetails": {"truncated": False}, "name": name})
-        retries = [0] * len(spec.get("Retry", []))
-        attempt = 0
+        resumed = self.ex.retry if self.top and self.ex.retry and (
+            self.ex.retry["state"] == name) else None
+        if resumed:  # a restart between attempts: go on with the recorded counts
+            entered, self._entered_id = resumed["entered"], resumed["entered_id"]
+            retries, attempt = list(resumed["counts"]), resumed["attempt"]
+            self._sleep(resumed["fire_at"] - self.env.now())  # what is left of it
+        else:
+            entered = self.env.now()
+            self._check_deadline(entered)
+            self._entered_id = self.hist.add(f"{t}StateEntered", entered, {
+                "input": dumps(raw), "inputDetails": {"truncated": False}, "name": name})
+            retries = [0] * len(spec.get("Retry", []))
+            attempt = 0
+        self._entered = entered
         while True:
             ctx = self._ctx = self.context(name, entered, attempt)
             self._pending = {}
@@ -256,12 +266,14 @@ class _Scope(FanOut):
                 nxt, out = getattr(self, "_" + t.lower())(name, spec, raw, ctx)
                 break
             except StatesError as err:
-                handled = self._recover(name, spec, raw, err, retries)
+                handled = self._recover(name, spec, raw, err, retries, attempt)
                 if handled is None:
                     attempt += 1
                     continue
                 nxt, out = handled
                 break
+        if self.top:
+            self.ex.retry = None
         self.ex.variables.update(self._pending)
         if t != "Fail":
             self.hist.add(f"{t}StateExited", self.env.now(), {
@@ -271,7 +283,7 @@ class _Scope(FanOut):
         return nxt, out
 
     def _recover(self, name: str, spec: dict[str, Any], raw: Any, err: StatesError,
-                 retries: list[int]) -> tuple[str | None, Any] | None:
+                 retries: list[int], attempt: int) -> tuple[str | None, Any] | None:
         """Retry (None: run again) or catch (next, output); raise Fail if neither."""
         task_like = spec["Type"] in ("Task", "Parallel", "Map")
 
@@ -295,7 +307,7 @@ class _Scope(FanOut):
                         if r.get("JitterStrategy") == "FULL":
                             delay = self.env.rng.uniform(0, delay)
                         retries[i] += 1
-                        self._sleep(delay)
+                        self._back_off(name, retries, attempt + 1, delay)
                         return None
                     break
             for c in spec.get("Catch", []):
@@ -305,6 +317,19 @@ class _Scope(FanOut):
                     self.assign(name, c, raw, err.as_output(), self._ctx)
                     return c["Next"], out
         raise Fail(err.error, err.cause)
+
+    def _back_off(self, name: str, retries: list[int], attempt: int, delay: float) -> None:
+        """Record the failed attempt (durable runners: a checkpoint, so a restart goes on
+        counting), then wait: in the worker, or parked on a durable timer if long."""
+        if self.top and self.env.checkpoint is not None:
+            fire_at = self.env.now() + delay
+            self.ex.retry = {"state": name, "counts": list(retries), "attempt": attempt,
+                             "entered": self._entered, "entered_id": self._entered_id,
+                             "fire_at": fire_at}
+            self.env.checkpoint(self.ex)
+            if self.env.park_after_s is not None and delay > self.env.park_after_s:
+                raise Parked(fire_at)
+        self._sleep(delay)
 
     def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -390,7 +415,9 @@ class _Scope(FanOut):
     def _wait(self, name: str, spec: dict[str, Any], raw: Any, ctx: dict[str, Any]
               ) -> tuple[str | None, Any]:
         data = self._input(name, spec, raw)
-        self._sleep(self.wait_delay(name, spec, data))
+        end = self.env.wait_end
+        self._sleep(self.wait_delay(name, spec, data) if end is None
+                    else end - self.env.now())
         self.assign(name, spec, data, None, ctx)
         return self._next(spec), self._output(name, spec, data)
 

@@ -40,13 +40,21 @@ class Env:
                  now: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None, max_workers: int = 1,
-                 max_payload_bytes: int = 256 * 1024) -> None:
+                 max_payload_bytes: int = 256 * 1024,
+                 checkpoint: Callable[[Execution], None] | None = None,
+                 park_after_s: float | None = None, wait_end: float | None = None) -> None:
         self.runner = runner
         self.now = now
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.max_workers = max_workers  # >1: Map/Parallel branches run on threads
         self.max_payload_bytes = max_payload_bytes
+        # a durable runner: called with the execution after each failed attempt of a
+        # state with Retry (before its back-off), and a back-off longer than
+        # park_after_s raises Parked instead of sleeping
+        self.checkpoint = checkpoint
+        self.park_after_s = park_after_s
+        self.wait_end = wait_end  # a Wait begun before (a durable timer): when it ends
 
 
 @dataclass
@@ -67,6 +75,9 @@ class Execution:
     variables: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     map_item: dict[str, Any] | None = None  # $$.Map.Item inside a Map iteration
+    # the current state's retries so far, while it has any: {"state", "counts" (per
+    # retrier), "attempt", "entered", "entered_id", "fire_at" (the back-off's end)}
+    retry: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(getattr(self, k)) for k in self.__dataclass_fields__}
@@ -91,3 +102,12 @@ class Fail(Exception):
 
 class TimedOut(Exception):
     """The machine's TimeoutSeconds passed (ExecutionTimedOut)."""
+
+
+class Parked(Exception):
+    """A Retry back-off longer than `Env.park_after_s`: the execution was checkpointed
+    with its retry counts; resume it (call `step` again) at `fire_at`."""
+
+    def __init__(self, fire_at: float) -> None:
+        super().__init__(f"parked until {fire_at}")
+        self.fire_at = fire_at

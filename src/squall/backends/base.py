@@ -81,6 +81,17 @@ class Telemetry(Protocol):
 
     def prune(self, app: str, before: float) -> int: ...
 
+    def record_gauges(self, rows: list[tuple]) -> None:
+        """Gauge samples: (app, name, subject, at, value) (squall.observe.gauges)."""
+        ...
+
+    def gauge_samples(self, app: str, name: str, since: float, until: float,
+                      subject: str | None = None) -> list[tuple]:
+        """(subject, at, value) of one gauge in [since, until), by subject then time."""
+        ...
+
+    def prune_gauges(self, app: str, before: float) -> int: ...
+
 
 class InvocationLog(Protocol):
     def record(self, rows: list[InvocationRecord]) -> None: ...

@@ -84,6 +84,7 @@ class StreamEntry:
     partition_key: str
     data: bytes
     arrival: float
+    trace: str | None = None  # the W3C traceparent (with lineage) of the producer's hop
 
 
 class BrokerError(Exception):
@@ -184,9 +185,10 @@ class QueueBroker(Protocol):
     # -- ordered streams -------------------------------------------------------------
 
     async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
-                     shards: int) -> list[tuple[int, int]]:
+                     shards: int, trace: str | None = None) -> list[tuple[int, int]]:
         """Append (partition_key, data) records, durably; records with one key go to one
-        shard, in order. Returns (shard, seq) for each."""
+        shard, in order. Returns (shard, seq) for each. `trace`: the traceparent of the
+        producer's hop, kept with every record (StreamEntry.trace)."""
         ...
 
     async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,

@@ -10,7 +10,7 @@ plus snapshots. Events are immutable: there is no update or delete.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, Sequence
 
 ANY = None  # expected_version: append whatever the stream's version
@@ -61,6 +61,31 @@ class RecordedEvent:
     def from_dict(cls, d: dict[str, Any]) -> RecordedEvent:
         return cls(d["position"], d["stream"], d["version"], d["type"], d["data"],
                    d.get("metadata") or {}, d.get("schema_version", 1), d["recorded_at"])
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__ (about 1.2 us
+# for RecordedEvent's eight); the stores build one per event appended or read, so their
+# hot paths set the slots directly instead (half the cost, the same frozen object).
+_new = object.__new__
+(_set_position, _set_stream, _set_version, _set_type, _set_data, _set_metadata,
+ _set_schema_version, _set_recorded_at) = (
+    RecordedEvent.__dict__[f.name].__set__ for f in fields(RecordedEvent))
+
+
+def recorded_event(position: int, stream: str, version: int, type: str, data: Any,
+                   metadata: dict[str, Any], schema_version: int, recorded_at: float
+                   ) -> RecordedEvent:
+    """`RecordedEvent(...)` for the stores' per-event loops; arguments in field order."""
+    e = _new(RecordedEvent)
+    _set_position(e, position)
+    _set_stream(e, stream)
+    _set_version(e, version)
+    _set_type(e, type)
+    _set_data(e, data)
+    _set_metadata(e, metadata)
+    _set_schema_version(e, schema_version)
+    _set_recorded_at(e, recorded_at)
+    return e
 
 
 @dataclass(frozen=True, slots=True)

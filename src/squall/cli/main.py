@@ -104,6 +104,14 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
         DashboardSettings.from_env()
     except DashboardConfigError as exc:
         raise fail(str(exc)) from None
+    from ..observe.gauges import SamplerSettings
+    from ..observe.live import ObserveSettings
+
+    try:  # SQUALL_TRACE_*, SQUALL_LOG_RETENTION, SQUALL_GAUGE_*: before anything starts
+        ObserveSettings.from_env()
+        SamplerSettings.from_env()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     opts = ServeOptions(host=host, port=port, data_dir=data_dir, reload=reload,
                         expose_errors=expose, broker_url=broker, store_url=store,
                         node_id=node_id, mqtt_url=mqtt, smtp_port=smtp_port)
@@ -272,8 +280,9 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
             manifest = await runtime.start()
         recorder.app = manifest["app"]
         state = attach_state(runtime, manifest, data_dir)  # tables, cache, buckets
-        if manifest.get("workflows") or manifest.get("event_consumers"):
-            from ..workflows.wiring import Orchestration  # workflows, the event store
+        if (manifest.get("workflows") or manifest.get("event_consumers")
+                or manifest.get("state_machines")):
+            from ..workflows.wiring import Orchestration  # workflows, ASL, the event store
 
             orchestration = Orchestration(data_dir, runtime.invoke, manifest)
             orchestration.attach_runtime(runtime.services)

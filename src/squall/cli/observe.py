@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -63,6 +63,18 @@ def open_app_store(data_dir: str, what: str = "store") -> Any:
         return open_store(url)
     except StoreError as exc:
         raise _fail(str(exc)) from None
+
+
+def _read_store(data_dir: str, read: Callable[[Any], Any],
+                errors: type[Exception] | tuple[type[Exception], ...]) -> Any:
+    """`read(store)` on the app's store, closed after; `errors` exit 2 with their message."""
+    store = open_app_store(data_dir)
+    try:
+        return read(store)
+    except errors as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
 
 
 def _since(text: str) -> float:
@@ -158,10 +170,20 @@ def metrics(app: str = typer.Argument(..., help="The app's name or its file."),
             data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
             since: str = typer.Option("1h", help=SINCE_HELP),
             bucket: str = typer.Option("1m", help="Bucket size for one function (e.g. 1m, 1h)."),
+            gauge: Optional[str] = typer.Option(
+                None, help="A stored gauge per bucket instead: queue_visible, queue_in_flight, "
+                "queue_delayed, queue_oldest_age_s, queue_retried, dlq_messages, "
+                "stream_iterator_age_s, workflow_executions (sampled by the running app)."),
+            subject: Optional[str] = typer.Option(
+                None, help="With --gauge: only this queue (or stream/function/shard, "
+                "workflow/status)."),
             as_json: bool = typer.Option(False, "--json")) -> None:
-    """Per-function figures from the invocation log (or per bucket for one function)."""
+    """Per-function figures from the invocation log (or per bucket for one function, or
+    a stored gauge such as a queue's depth per bucket with --gauge)."""
     from ..observe.metrics import function_summary, series  # prometheus-client: when used
     opened = _Opened(app, data_dir)
+    if gauge is not None:
+        return _gauge(opened, gauge, subject, since, bucket, as_json)
     store = open_app_store(data_dir)
     try:
         if function:
@@ -185,6 +207,34 @@ def metrics(app: str = typer.Argument(..., help="The app's name or its file."),
                       str(r["errors"]), str(r["throttles"]), str(r["cold_starts"]),
                       _ms(r["p50_ms"]), _ms(r["p99_ms"]), _usd(r["cost_usd"]))
     out.print(table if rows else f"no invocations of app {opened.name!r} since {since}")
+
+
+def _gauge(opened: _Opened, name: str, subject: str | None, since: str, bucket: str,
+           as_json: bool) -> None:
+    """`squall metrics APP --gauge NAME`: one column per subject, one row per bucket."""
+    from ..observe.metrics import gauge_series
+
+    try:
+        step = parse_duration_s(bucket)
+    except ValueError as exc:
+        raise _fail(f"--bucket: {exc}") from None
+    start, now = _since(since), time.time()
+    doc = _read_store(opened.data_dir, lambda store: gauge_series(
+        store, opened.name, name, since=start - start % step, until=now, step=step,
+        subject=subject), ValueError)
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    names = sorted(doc["series"])
+    if not names:
+        out.print(f"no {name} samples of app {opened.name!r} since {since} (the running app "
+                  "stores them every SQUALL_GAUGE_INTERVAL_S)")
+        return
+    table = Table("time", *names, title=f"{name} (largest sample per bucket)")
+    for i, t in enumerate(doc["t"]):
+        table.add_row(_when(t), *("-" if (v := doc["series"][n][i]) is None else f"{v:g}"
+                                  for n in names))
+    out.print(table)
 
 
 def _ms(v: float | None) -> str:
@@ -247,19 +297,16 @@ def costs(app: str = typer.Argument(..., help="The app's name or its file."),
     start, end = _since(since), time.time()
     if changes and "batch_size" in changes and opened.manifest is None:
         raise _fail("--what-if batch_size needs the app's file (to know its batch sizes)")
-    store = open_app_store(data_dir)
-    try:
+
+    def read(store: Any) -> dict[str, Any]:
         if changes is not None:
-            doc = costs_.what_if(store, opened.name, changes, since=start, until=end,
-                                 batch_sizes=batch_sizes(opened.manifest or {}),
-                                 pricing=pricing)
-        else:
-            doc = costs_.cost_summary(store, opened.name, since=start, until=end, by=by,
-                                      pricing=pricing)
-    except costs_.PricingError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        store.close()
+            return costs_.what_if(store, opened.name, changes, since=start, until=end,
+                                  batch_sizes=batch_sizes(opened.manifest or {}),
+                                  pricing=pricing)
+        return costs_.cost_summary(store, opened.name, since=start, until=end, by=by,
+                                   pricing=pricing)
+
+    doc = _read_store(data_dir, read, costs_.PricingError)
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
         return

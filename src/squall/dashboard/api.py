@@ -100,8 +100,15 @@ def api_routes(src: Sources, settings: DashboardSettings, *, prefix: str = "",
         return JSONResponse(await src.with_store(lambda s: observed.trace(s, tid)))
 
     async def queues(request: Request) -> JSONResponse:
-        return JSONResponse({"queues": await dead_letters.queue_overview(src.broker,
-                                                                         src.configs)})
+        """Every queue now, with its depth over the window (1h unless told)."""
+        key, window_s = _window(request)
+        rows = await dead_letters.queue_overview(src.broker, src.configs)
+        now = clock()
+        depths = await src.with_store(lambda s: observed.queue_depths(
+            s, src.app, [r["queue"] for r in rows], now=now, window_s=window_s))
+        for r in rows:
+            r["depthSeries"] = depths[r["queue"]]
+        return JSONResponse({"queues": rows, "window": key})
 
     async def dead_letter_list(request: Request) -> JSONResponse:
         dlqs = dead_letters.dead_letter_queues(src.configs, request.path_params["queue"])

@@ -62,6 +62,22 @@ def function_figures(store: Any, app: str, names: Sequence[str], *, now: float,
     return out
 
 
+def queue_depths(store: Any, app: str, queues: Sequence[str], *, now: float,
+                 window_s: float) -> dict[str, list[float | None]]:
+    """Per queue, its visible depth over the last `window_s` in BUCKETS points (each the
+    peak of the samples in it; None where none was stored), from the gauges the server
+    samples (squall.observe.gauges, read by squall.observe.metrics.gauge_series)."""
+    mod = _module("metrics")
+    out: dict[str, list[float | None]] = {q: [None] * BUCKETS for q in queues}
+    if mod is None or not _reads(store, "gauge_samples"):
+        return out
+    got = mod.gauge_series(store, app, "queue_visible", since=now - window_s, until=now,
+                           step=window_s / BUCKETS)
+    for queue in out:
+        out[queue] = got["series"].get(queue, out[queue])[:BUCKETS]
+    return out
+
+
 def _no_figures() -> dict[str, Any]:
     return {"invocations": 0, "perMinute": 0.0, "errors": 0, "errorRate": 0.0, "throttles": 0,
             "p50Ms": None, "p99Ms": None, "coldStarts": 0, "initP50Ms": None, "costUsd": 0.0,

@@ -10,6 +10,8 @@ server.py and the test harness need one call each. Settings come from the enviro
     SQUALL_TRACE_SAMPLE     share of the new traces past the reservoir recorded (0.05)
     SQUALL_METRICS=0        no Prometheus registry (default on)
     SQUALL_LOG_RETENTION    e.g. 7d: invocations, output and spans older are deleted
+    SQUALL_GAUGE_INTERVAL_S queue/DLQ/stream/workflow gauges stored every so often (60; 0 off)
+    SQUALL_GAUGE_RETENTION  stored gauge samples older are deleted (7d)
     OTEL_EXPORTER_OTLP_ENDPOINT   also export spans over OTLP/HTTP (extra `otel`)
 """
 
@@ -26,6 +28,8 @@ from typing import Any, Callable
 from . import logs
 from .alerts import AlertEvaluator
 from .cost import Pricing
+from .gauges import (SAMPLER_LEASE, GaugeSample, GaugeSampler, SamplerSettings, read_gauges,
+                     set_prometheus)
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .numbers import parse_duration_s
 from .rules import AlertRule
@@ -35,8 +39,6 @@ RETENTION_CHECK_S = 3600.0
 ALERTS_LEASE = "alerts"  # one node of a cluster evaluates the rules
 DEFAULT_RESERVOIR = 100  # new traces per second always recorded (per node)
 DEFAULT_SAMPLE = 0.05  # and this share of the rest (AWS X-Ray's default rule: 1/s + 5 %)
-OLDEST_PEEK = 1
-RETRIED_PEEK = 100  # messages looked at for the retried gauge (bounded per scrape)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class Observability:
         self.orchestration: Any = None
         self.store: Any = None  # a reading connection (alerts, retention)
         self.alerts: AlertEvaluator | None = None
+        self.sampler: GaugeSampler | None = None
+        self.sampling = SamplerSettings.from_env()  # a bad setting fails here, at start
         self._open_store: Callable[[], Any] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -135,43 +139,29 @@ class Observability:
                 stats = pool.stats()
                 m.concurrent.labels(fn).set(stats["inflight"])
                 m.workers.labels(fn).set(stats["workers"])
-        msg = self.messaging
-        if msg is not None:
-            broker = msg.broker
-            for queue, consumer in list(msg.consumers.items()):
-                name = queue  # "_…": a function's own queue (async invocations, rules)
-                s = await broker.stats(queue)
-                for state in ("visible", "in_flight", "delayed"):
-                    m.queue.labels(name, state).set(getattr(s, state))
-                head = await broker.peek(queue, OLDEST_PEEK) if s.visible else []
-                m.oldest.labels(name).set(max(0.0, now - head[0].sent_at) if head else 0.0)
-                sample = await broker.peek(queue, RETRIED_PEEK) if s.total else []
-                m.retried.labels(name).set(sum(1 for d in sample if d.receive_count > 0))
-                dlq = getattr(consumer.trigger, "dead_letter_queue", None)
-                if dlq:
-                    m.dlq.labels(dlq).set((await broker.stats(dlq)).total)
-            for consumer in list(msg.streams.values()):
-                for shard in range(consumer.trigger.shards):
-                    cp = await broker.get_checkpoint(consumer.stream, consumer.cfg.name, shard)
-                    nxt = await broker.read(consumer.stream, shard, cp or 0, 1)
-                    m.stream_age.labels(consumer.stream, consumer.cfg.name, str(shard)).set(
-                        max(0.0, now - nxt[0].arrival) if nxt else 0.0)
-        if self.orchestration is not None:
-            counts: dict[tuple[str, str], int] = {}
-            for ex in self.orchestration.workflow_store.list(limit=10_000):
-                counts[(ex.name, ex.status)] = counts.get((ex.name, ex.status), 0) + 1
-            for (name, status), n in counts.items():
-                m.workflows.labels(name, status).set(n)
+        set_prometheus(m, await self.read_gauges(now))
+
+    async def read_gauges(self, now: float) -> list[GaugeSample]:
+        return await read_gauges(self.messaging, self.orchestration, now)
 
     # -- alerts and retention ---------------------------------------------------------
 
     def start(self, open_store: Callable[[], Any], manifest: dict[str, Any]) -> None:
-        """Evaluate the app's alert rules every SQUALL_ALERT_INTERVAL_S (30 s) and apply
-        the log retention every hour, on a store connection of their own."""
+        """Evaluate the app's alert rules every SQUALL_ALERT_INTERVAL_S (30 s), store the
+        gauges every SQUALL_GAUGE_INTERVAL_S (60 s) and apply the log retention every hour,
+        on a store connection of their own."""
         self._open_store = open_store
         retention = self.settings.retention_s
         if retention is not None:
             self._tasks.append(asyncio.ensure_future(self._retention(retention)))
+        sampling = self.sampling
+        if sampling.interval_s > 0 and (self.messaging is not None
+                                        or self.orchestration is not None):
+            leases = getattr(self.messaging, "leases", None)
+            self.sampler = GaugeSampler(
+                self.app, self.read_gauges, self._reader(), sampling,
+                leader=(lambda: leases.acquire(SAMPLER_LEASE)) if leases is not None else None)
+            self._tasks.append(asyncio.ensure_future(self.sampler.run()))
         self.reconfigure(manifest)
 
     def reconfigure(self, manifest: dict[str, Any]) -> None:

@@ -19,7 +19,9 @@ squall.observe.live): queue stats, pool sizes, workflow counts.
 
 Over time (`series`, `function_summary`: the dashboard and `squall metrics`): per
 function per bucket (a minute unless told) count, errors, throttles, p50/p99 duration,
-cold starts and cost, aggregated from `store.invocation_window` rows.
+cold starts and cost, aggregated from `store.invocation_window` rows. The gauges (queue
+depth, oldest message age, DLQ size, stream iterator age, workflow counts) over time:
+`gauge_series`, from the samples squall.observe.gauges stores.
 """
 
 from __future__ import annotations
@@ -199,3 +201,33 @@ def function_summary(store: Any, app: str, *, since: float, until: float | None 
         agg["error_rate"] = agg["errors"] / agg["count"] if agg["count"] else 0.0
         out.append({"function": fn, **agg})
     return out
+
+
+MAX_GAUGE_BUCKETS = 10_000  # points per series one read may ask for
+
+
+def gauge_series(store: Any, app: str, name: str, *, since: float, until: float | None = None,
+                 step: float = 60.0, subject: str | None = None) -> dict[str, Any]:
+    """A stored gauge over [since, until) (squall.observe.gauges samples it): {"name",
+    "t": [bucket starts], "series": {subject: [value per bucket]}}. A bucket holds the
+    largest sample in it (a depth's peak shows even when sampled more often than the
+    step); a bucket with no sample is None (the server was not running, or not yet)."""
+    from .gauges import NAMES  # the names the sampler writes
+
+    if name not in NAMES:
+        raise ValueError(f"no stored gauge {name!r}; the gauges are: {', '.join(NAMES)}")
+    until = time.time() if until is None else until
+    if step <= 0 or not math.isfinite(step):
+        raise ValueError(f"step must be a positive number of seconds, got {step}")
+    if until <= since:
+        raise ValueError(f"until ({until}) must be after since ({since})")
+    n = math.ceil((until - since) / step)
+    if n > MAX_GAUGE_BUCKETS:
+        raise ValueError(f"{n} buckets of {step:g} s from since to until: at most "
+                         f"{MAX_GAUGE_BUCKETS}; use a larger step or a shorter window")
+    out: dict[str, list[float | None]] = {}
+    for subj, at, value in store.gauge_samples(app, name, since, until, subject):
+        points = out.setdefault(subj, [None] * n)
+        i = min(n - 1, int((at - since) // step))
+        points[i] = value if points[i] is None else max(points[i], value)
+    return {"name": name, "t": [since + i * step for i in range(n)], "series": out}

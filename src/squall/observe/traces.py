@@ -6,8 +6,9 @@ module turns the steps that carry it into spans:
     gateway   "POST /orders"          kind server    (squall.gateway.asgi)
     invoke    "create_order"          kind internal  (squall.runtime.runtime: every invocation)
     hop       "publish shop.orders"   kind producer  (a worker's app.send/publish/notify/
-                                                      invoke/invoke_async, seen by the
-                                                      supervisor's service call)
+                                                      invoke/invoke_async/put_records,
+                                                      seen by the supervisor's service
+                                                      call; a stream's records keep it)
     workflow  "process_video"         kind internal  (squall.workflows.engine; its steps'
                                                       invocations are its children)
 
@@ -41,7 +42,7 @@ current_span: ContextVar[str | None] = ContextVar("squall_current_span", default
 SpanSink = Callable[[tuple], None]
 
 HOP_OPS = {"invoke": "call", "invoke_async": "invoke_async", "send": "send",
-           "publish": "publish", "notify": "notify"}
+           "publish": "publish", "notify": "notify", "put_records": "put_records"}
 
 
 def own_span(trace: str | None) -> str:
@@ -209,7 +210,7 @@ class Tracer:
 def _outgoing(op: str, payload: Any) -> list[tuple[str | None, str]]:
     """(traceparent, target) pairs in a service call's payload (see runtime.worker)."""
     try:
-        if op in ("invoke", "invoke_async"):
+        if op in ("invoke", "invoke_async", "put_records"):
             return [(payload[2] if len(payload) > 2 else None, payload[0])]
         if op == "send":
             return [(m.get("trace"), payload[0]) for m in payload[1]]

@@ -124,8 +124,9 @@ class Platform(PlatformViews):
                     try:  # looked up again under the lock: a deploy may just have made it
                         if self.registry.app(name) is not None:
                             await self._reconcile(name)
-                        else:
+                        elif name in self.hosts:  # deleted on another node
                             await self._forget(name)
+                            self._drop_data(name)  # again: this node may have written since
                     except Exception as exc:  # one broken app must not stop the others
                         logs.event("app could not start", logging.ERROR, app=name,
                                    error=f"{type(exc).__name__}: {exc}")
@@ -408,7 +409,8 @@ class Platform(PlatformViews):
 
     def _drop_data(self, app: str) -> None:
         """On shared backends, the app's schema(s) in the registry's database: its data
-        goes with it (other nodes stop the app at their next sync)."""
+        goes with it (other nodes stop the app at their next sync, and drop the schemas
+        once more after that, since they may have written to them in between)."""
         drop = getattr(self.registry, "drop_schema", None)
         store = self.opts.store_url
         if drop is None or not store:
@@ -422,8 +424,8 @@ class Platform(PlatformViews):
                 drop(schema)
 
     async def _forget(self, app: str) -> None:
-        """Drain and stop an app's versions on this node and remove its local data (on
-        shared backends its schema stays: drop it by hand once every node let go)."""
+        """Drain and stop an app's versions on this node and remove its local data (shared
+        schemas are dropped by the callers, `delete` and `sync`, with `_drop_data`)."""
         host = self.hosts.pop(app, None)
         if host is not None:
             host.storage.stop()

@@ -17,7 +17,7 @@ from ..ids import request_id as new_request_id
 from ..observe import logs
 from ..observe.traces import enter_span
 from ..types import InvocationResult
-from . import loops
+from . import loops, parked
 from . import protocol as P
 from .adapters import http_response_from_wire
 from .aio import cancel
@@ -267,7 +267,8 @@ class Runtime:
             if self.tracer is not None:
                 self.tracer.invocation(own, parent, result, kind)
             return result
-        return await future
+        # a state machine parked at a long Wait: its outcome comes when the timer fires
+        return await parked.follow(self.services, await future)
 
     def finish(self, cfg: FunctionConfig, pending: Pending, *, status: str, value: Any,
                error_type: str | None, error_message: str | None, stack: list[str] | None,

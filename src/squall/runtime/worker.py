@@ -109,7 +109,7 @@ class _WorkerInvoker:
         return None if deadline is None else deadline - time.monotonic()
 
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
-        return self.worker.call("put_records", [stream, items])
+        return self.worker.call("put_records", [stream, items, self._child()])
 
     def call_service(self, service: str, payload: Any) -> Any:
         """A supervisor service by name (workflows, the event store)."""

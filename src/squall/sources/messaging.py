@@ -111,15 +111,18 @@ class Messaging:
 
     # -- streams ---------------------------------------------------------------------
 
-    async def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
-        """Append (partition_key, JSON text) records; returns "shard:seq" for each."""
+    async def put_records(self, stream: str, items: list[list[str]],
+                          trace: str | None = None) -> list[str]:
+        """Append (partition_key, JSON text) records; returns "shard:seq" for each. `trace`:
+        the producer's hop span (app.put_records in a function), else a new trace."""
         shards = {c.trigger.shards for c in self.streams.values() if c.stream == stream}
         if not shards:
             known = ", ".join(sorted({c.stream for c in self.streams.values()})) or "none"
             raise UnknownQueue(f"no stream named {stream!r} in this app; its streams are: "
                                f"{known}")
         placed = await self.broker.append(stream, [(k, d.encode()) for k, d in items],
-                                          shards=shards.pop())
+                                          shards=shards.pop(),
+                                          trace=trace or new_traceparent())
         return [f"{shard}:{seq}" for shard, seq in placed]
 
     # -- the event bus -------------------------------------------------------------

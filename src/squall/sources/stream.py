@@ -12,6 +12,10 @@ With several nodes on one broker, each shard is read by the node holding its lea
 (`stream:<stream>:<consumer>:<shard>`), so records of one key stay in order across the
 cluster; a node that dies stops renewing and another node takes its shards over, going
 on from the last checkpoint (at least once: an unfinished batch is delivered again).
+
+Records keep the traceparent of the `put_records` hop that appended them: a batch runs
+under its first record's (as a queue batch does), so the consumer's invocation is in the
+producer's trace, and dead letters keep it too.
 """
 
 from __future__ import annotations
@@ -163,7 +167,9 @@ class StreamConsumer:
     async def _invoke(self, batch: list[StreamEntry]) -> tuple[int | None, str]:
         """Index of the first failed record (None: all succeeded) and the error."""
         try:
-            result = await self.invoke(self.cfg.name, "event", stream_payload(self.stream, batch))
+            # under the producer's hop span (the batch's first record's, as queues do)
+            result = await self.invoke(self.cfg.name, "event", stream_payload(self.stream, batch),
+                                       trace=batch[0].trace)
         except Exception as exc:
             return 0, f"{type(exc).__name__}: {exc}"
         if not result.ok:
@@ -180,8 +186,8 @@ class StreamConsumer:
     async def _dead_letter(self, batch: list[StreamEntry], error: str) -> None:
         msgs = [OutMessage(body=e.data, attributes={
             "stream": e.stream, "shard": str(e.shard), "sequence": f"{e.shard}:{e.seq}",
-            "partition_key": e.partition_key, "consumer": self.cfg.name, "error": error})
-            for e in batch]
+            "partition_key": e.partition_key, "consumer": self.cfg.name, "error": error},
+            trace=e.trace) for e in batch]
         await self.broker.send(self.trigger.dead_letter_queue, msgs)
         logs.event("stream records dead-lettered", logging.WARNING, stream=self.stream,
                    consumer=self.cfg.name, count=len(batch), error=error,

@@ -163,7 +163,8 @@ class TestClient:
                 "publish": lambda e: self._loop.run(self.messaging.publish(e)),
                 "notify": lambda m: self._loop.run(self.messaging.notify(m)),
                 "idempotency": lambda op, a: self._loop.run(self.messaging.idempotency(op, a)),
-                "put_records": lambda st, it: self._loop.run(self.messaging.put_records(st, it)),
+                "put_records": lambda st, it, t=None: self._loop.run(
+                    self.messaging.put_records(st, it, t)),
                 "state": self.state.call,
             }
             self._invoker = LocalInvoker(self.app, on_result=self._record, services=services)

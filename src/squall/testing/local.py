@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ..app import App
 from ..events.lineage import strip as strip_lineage
-from ..runtime import loops
+from ..runtime import loops, parked
 from ..runtime import protocol as P
 from ..runtime.adapters import HandlerFailure, call, http_response_from_wire
 from ..runtime.worker import _child_span, _with_trace
@@ -186,7 +186,8 @@ class _Binding:
 
     def put_records(self, stream: str, items: list[list[str]]) -> list[str]:
         self._authorize("put_records", [stream])
-        return self.invoker.services["put_records"](stream, items)
+        return self.invoker.services["put_records"](
+            stream, items, _child_span(getattr(_local, "trace", None)))
 
     def call_service(self, service: str, payload: Any) -> Any:
         """A supervisor service by name (workflows, the event store)."""
@@ -304,4 +305,4 @@ class LocalInvoker:
                 duration_ms=fn.config.timeout_s * 1000.0, memory_mb=fn.config.memory_mb,
             )
         self.record(result, kind)
-        return result
+        return await parked.follow(self.services, result)  # (a state machine's long Wait)

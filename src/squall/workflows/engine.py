@@ -35,6 +35,7 @@ from ..backends.workflow_store import (FINAL, NONDETERMINISTIC,
                                        WorkflowStore, WorkflowStoreError)
 from ..observe import logs
 from .steps import COMPENSATION_RETRY, RunsSteps
+from .timers import timer_loop
 
 Invoke = Callable[..., Awaitable[Any]]  # (function, kind, payload, *, request_id) -> result
 MARKER = "__squall_workflow__"
@@ -580,15 +581,8 @@ class WorkflowEngine(RunsSteps):
             self._spawn(self.fire_due())
 
     async def _timer_loop(self) -> None:
-        while not self._stopping:
-            await self.fire_due()
-            self._timer_changed.clear()
-            delay = (self._timers[0][0] - self.clock()) if self._timers else None
-            try:
-                await asyncio.wait_for(self._timer_changed.wait(),
-                                       None if delay is None else max(delay, 0.001))
-            except asyncio.TimeoutError:
-                pass
+        await timer_loop(self.fire_due, self._timers, self._timer_changed, self.clock,
+                         lambda: not self._stopping)
 
     async def _takeover_loop(self) -> None:
         """Offer to drive every running execution no driver here drives (a dead node's,

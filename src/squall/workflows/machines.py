@@ -5,9 +5,12 @@ after each step the worker checkpoints the execution here, through the "state_ma
 service, as one append to the workflow store (kind "state_machine"):
 
     StateMachineStarted {state, events}   the execution's plain-data state after start
-    StateMachineStep    {state, events}   after each state (the new ASL history events)
-    StateMachineWait    {state, fire_at}  before a Wait: when it ends (a restart waits
-                                          out only what is left)
+    StateMachineStep    {state, events}   after each state (the new ASL history events),
+                                          and after each failed attempt of a state with
+                                          Retry (its state's `retry`: the counts per
+                                          retrier, the attempt, the back-off's end)
+    StateMachineWait    {state, fire_at}  before a Wait or a parked back-off: when it
+                                          ends (a restart waits out only what is left)
 
 The last one finishing the execution also sets its status, output and error. Each append
 names the history length the worker last saw, so two drivers of one execution cannot
@@ -16,27 +19,48 @@ invokes the state machine again for every running execution with a resume marker
 worker rebuilds the execution from its last checkpoint and goes on from the state it
 had reached: finished states are not run again (a Task that was running when the process
 died runs again, as workflow steps do: make effects idempotent). A Parallel or Map state
-is one step: after a crash inside it, it runs again whole. A Task state's Retry counts
-are kept in memory within its step, so a restart in the middle of its retries starts
-them over.
+is one step: after a crash inside it, it runs again whole. A Task (or Parallel, Map)
+state with Retry resumes its retry count and back-off schedule from the last failed
+attempt recorded, so a restart never grants fresh attempts (at most MaxAttempts + 1 in
+all; one attempt may run twice if the process dies while it runs, as above).
+
+Durable timers. A Wait, or a Retry back-off, longer than PARK_AFTER_S (squall.app_asl,
+1 s) does not run in the worker: the worker sends "park" (StateMachineWait) and ENDS its
+invocation with a parked answer (squall.runtime.parked), so no worker is held and the
+state machine's timeout_s bounds only the work between waits. The "park" arms a timer
+here (`fire_due`, the live timer loop); when it fires the execution is resumed like
+after a restart and goes on from its Wait or its next attempt. `recover()` re-arms the
+timer of a parked execution whose wait has not ended (after a restart it fires at
+fire_at, or at once if that has passed). Whoever invoked the state machine waits on the
+"parked" service (`outcome`): the invoker hands the execution's final output or error
+to the caller, so `app.invoke` still returns when the execution ends. Shorter waits
+sleep in the worker (a park and a resume cost more than a second's sleep), as do all
+waits of a state machine declared with an injected `sleep` (tests).
 
 Several nodes on one store (the distributed mode: `leases` given): the node whose worker
 drives an execution holds the lease `sm:<execution id>` until it ends. Every lease
 interval each node offers to resume the running executions whose lease nobody holds (a
 dead node's, once its lease has expired), so they are taken over from their last
 checkpoint; the length fencing keeps a paused former holder from advancing one again.
+A parked execution keeps its lease on the node that parked it (its timer is there); a
+node taking over a dead node's parked execution re-arms its timer; a caller waiting on
+an execution that ends on another node sees it in the store every lease interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
+import time
 import uuid
 from typing import Any, Awaitable, Callable
 
 from ..backends.workflow_store import (FAILED, FINAL, SUCCEEDED, TIMED_OUT, Execution,
                                        ExecutionExists, WorkflowStore, WorkflowStoreError)
 from ..observe import logs
+from ..runtime.parked import PARKED
+from .timers import timer_loop
 
 RESUME = "__squall_state_machine_resume__"
 KIND = "state_machine"
@@ -51,36 +75,46 @@ def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
         raise LookupError(f"no state machine execution {eid!r}")
     state: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
-    fire_at = None
+    fire_at = wake_at = None
     for e in store.history(eid):
         if e.type in ("StateMachineStarted", "StateMachineStep"):
-            state, fire_at = e.data["state"], None
+            state, fire_at, wake_at = e.data["state"], None, None
             events.extend(e.data.get("events") or [])
         elif e.type == "StateMachineWait" and state is not None and (
                 e.data.get("state") == state.get("current")):
             fire_at = e.data["fire_at"]
+            wake_at = e.data.get("wake_at", fire_at)
     if state is not None:
         state = {**state, "history": events}
     return {"id": ex.id, "status": ex.status, "state": state, "fire_at": fire_at,
-            "length": ex.length, "output": ex.output, "error": ex.error}
+            "wake_at": wake_at, "length": ex.length, "output": ex.output,
+            "error": ex.error}
 
 
 class MachineExecutions:
     """The "state_machine" service, and recovery of running executions."""
 
     def __init__(self, store: WorkflowStore, invoke: Callable[..., Awaitable[Any]], *,
-                 leases: Any = None) -> None:
+                 leases: Any = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.invoke = invoke
         self.leases = leases  # squall.sources.leases.LeaseKeeper: several nodes, one store
+        self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resuming: dict[str, asyncio.Task[Any]] = {}  # id -> the resume driving it
         self._loop: asyncio.Task[None] | None = None
+        self._timers: list[tuple[float, str]] = []  # (fire_at, id): parked executions
+        self.parked: dict[str, float] = {}  # id -> fire_at, while parked here
+        self._timer_changed = asyncio.Event()
+        self._armed = asyncio.Event()  # (tests: until an execution parks)
+        self._timer_loop_task: asyncio.Task[None] | None = None
+        self._outcomes: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
 
     async def _doc(self, eid: str) -> dict[str, Any]:
         doc = resume_doc(self.store, eid)
         if doc["status"] in FINAL and self.leases is not None:
             await self.leases.release(f"sm:{eid}")  # nothing left to drive
+        doc["parked"] = eid in self.parked  # its timer drives it: the caller only waits
         return doc
 
     async def _claim(self, eid: str) -> None:
@@ -123,31 +157,114 @@ class MachineExecutions:
                                     output=state.get("output"), error=error)
             if status is not None:
                 logs.event("state machine execution finished", execution=eid, status=status)
+                self._settle(eid, {"output": state.get("output")} if error is None
+                             else error)
                 if self.leases is not None:
                     await self.leases.release(f"sm:{eid}")
             return out
         if op == "wait":  # id, state name, fire_at, expected length
             eid, current, fire_at, length = a
-            return self.store.append(eid, [("StateMachineWait", {"state": current,
-                                                                 "fire_at": fire_at})],
-                                     expected_length=length)
+            return self.store.append(eid, [("StateMachineWait", {
+                "state": current, "fire_at": fire_at})], expected_length=length)
+        if op == "park":  # … , record the wait?, wake_at: the worker's invocation ends and
+            eid, current, fire_at, length, record, wake_at = a  # the timer resumes it
+            if record:
+                length = self.store.append(eid, [("StateMachineWait", {
+                    "state": current, "fire_at": fire_at, "wake_at": wake_at})],
+                    expected_length=length)
+            self._arm(wake_at, eid)
+            logs.event("state machine execution parked", execution=eid, state=current,
+                       fire_at=fire_at)
+            return length
         raise ValueError(f"unknown state machine operation {op!r}")
+
+    # -- parked executions: durable timers ---------------------------------------------
+
+    def _arm(self, fire_at: float, eid: str) -> None:
+        self.parked[eid] = fire_at
+        heapq.heappush(self._timers, (fire_at, eid))
+        self._timer_changed.set()
+        self._armed.set()
+
+    async def until_parked(self) -> dict[str, float]:
+        """Until some execution is parked (tests): {id: fire_at} of the parked ones."""
+        while not self.parked:
+            self._armed.clear()
+            await self._armed.wait()
+        return dict(self.parked)
+
+    async def fire_due(self) -> int:
+        """Resume every parked execution whose timer is due by the clock (the live loop
+        does this; tests call it after advancing an injected clock)."""
+        fired, now = 0, self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            fire_at, eid = heapq.heappop(self._timers)
+            if self.parked.get(eid) != fire_at:
+                continue  # re-armed or already resumed
+            del self.parked[eid]
+            ex = self.store.get(eid)
+            if ex is None or ex.status in FINAL or eid in self._resuming:
+                continue
+            self._start_resume(ex)
+            fired += 1
+        return fired
+
+    async def _timer_loop(self) -> None:
+        await timer_loop(self.fire_due, self._timers, self._timer_changed, self.clock)
+
+    def _settle(self, eid: str, outcome: dict[str, Any]) -> None:
+        for fut in self._outcomes.pop(eid, []):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    async def outcome(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The "parked" service: wait for a parked execution to end; {"output": …} or
+        {"errorType", "errorMessage"} (squall.runtime.parked hands it to the caller)."""
+        eid = payload[PARKED]
+        if self._timer_loop_task is None:  # not started live (a one-shot CLI invoke, the
+            # test harness): the timers must fire all the same for this caller to return
+            self._timer_loop_task = asyncio.ensure_future(self._timer_loop())
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._outcomes.setdefault(eid, []).append(fut)
+        while True:  # (the store too: with several nodes it may end on another one)
+            ex = self.store.get(eid)
+            if ex is None:
+                raise LookupError(f"no state machine execution {eid!r}")
+            if ex.status in FINAL:
+                if fut in self._outcomes.get(eid, []):
+                    self._outcomes[eid].remove(fut)
+                return {"output": ex.output} if ex.status == SUCCEEDED else dict(
+                    ex.error or {"errorType": f"States.{ex.status}", "errorMessage": ""})
+            interval = self.leases.interval if self.leases is not None else None
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), interval)
+            except asyncio.TimeoutError:
+                continue
 
     async def recover(self) -> int:
         """Resume every running state-machine execution (after a crash or restart); in
-        the distributed mode, those whose lease this node could take."""
+        the distributed mode, those whose lease this node could take. One parked at a
+        Wait or a back-off that has not ended yet gets its timer armed again instead."""
         running = [ex for ex in self.store.list(status="running", limit=1_000_000)
-                   if ex.kind == KIND and ex.id not in self._resuming]
+                   if ex.kind == KIND and ex.id not in self._resuming
+                   and ex.id not in self.parked]
         if self.leases is not None:
             running = [ex for ex in running if not self.leases.holds(f"sm:{ex.id}")
                        and await self.leases.acquire(f"sm:{ex.id}")]
         for ex in running:
-            task = asyncio.ensure_future(self._resume(ex))
-            self._tasks.add(task)
-            self._resuming[ex.id] = task
-            task.add_done_callback(lambda t, eid=ex.id: (self._tasks.discard(t),
-                                                         self._resuming.pop(eid, None)))
+            wake_at = resume_doc(self.store, ex.id)["wake_at"]
+            if wake_at is not None and wake_at > self.clock():
+                self._arm(wake_at, ex.id)
+            else:
+                self._start_resume(ex)
         return len(running)
+
+    def _start_resume(self, ex: Execution) -> None:
+        task = asyncio.ensure_future(self._resume(ex))
+        self._tasks.add(task)
+        self._resuming[ex.id] = task
+        task.add_done_callback(lambda t, eid=ex.id: (self._tasks.discard(t),
+                                                     self._resuming.pop(eid, None)))
 
     async def _resume(self, ex: Execution) -> None:
         logs.event("state machine execution resumed", state_machine=ex.name, execution=ex.id)
@@ -157,6 +274,10 @@ class MachineExecutions:
         if now is not None and now.status not in FINAL and not result.ok:
             logs.event("state machine execution could not resume", execution=ex.id,
                        error=f"{result.error_type}: {result.error_message}")
+            # a caller waiting on it gets the error; it stays running (resumed at the
+            # next start), as when a state machine's own worker dies before it parks
+            self._settle(ex.id, {"errorType": result.error_type or "States.Runtime",
+                                 "errorMessage": result.error_message or ""})
 
     async def idle(self) -> None:
         """Until the resumed executions have run (tests)."""
@@ -166,6 +287,7 @@ class MachineExecutions:
     async def start_live(self) -> None:
         """Several nodes: resume what is free now, then take over every lease interval."""
         await self.recover()
+        self._timer_loop_task = asyncio.ensure_future(self._timer_loop())
         if self.leases is not None:
             self._loop = asyncio.ensure_future(self._takeover_loop())
 
@@ -178,10 +300,11 @@ class MachineExecutions:
                 logs.event("state machine takeover scan failed", error=repr(exc))
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            self._tasks.add(self._loop)
-            self._loop = None
+        for loop in (self._loop, self._timer_loop_task):
+            if loop is not None:
+                loop.cancel()
+                self._tasks.add(loop)
+        self._loop = self._timer_loop_task = None
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..backends.sqlite.eventstore import SqliteEventStore
 from ..backends.sqlite.workflows import SqliteWorkflowStore
 from ..eventstore.service import EventStoreService
+from ..runtime import parked
 from .engine import WorkflowEngine
 from .machines import MachineExecutions
 
@@ -53,7 +54,7 @@ class Orchestration:
             sleep=sleep or asyncio.sleep, leases=leases if self.shared else None,
             workflows={w["name"]: w for w in manifest.get("workflows", [])})
         self.machines = MachineExecutions(  # durable ASL executions
-            self.workflow_store, invoke, leases=leases if self.shared else None)
+            self.workflow_store, invoke, leases=leases if self.shared else None, clock=clock)
         self.events = EventStoreService(self.event_store, invoke, leases=leases)
         self.events.configure(manifest)
 
@@ -63,7 +64,8 @@ class Orchestration:
 
     def services(self) -> dict[str, Callable[[Any], Any]]:
         return {"workflow": self.engine.serve, "eventstore": self.events.serve,
-                "state_machine": self.machines.serve}
+                "state_machine": self.machines.serve,
+                parked.SERVICE: self.machines.outcome}  # (awaited by the invoker itself)
 
     def route_invoke_async(self, invoke_async: Callable[..., Any]) -> Callable[..., Any]:
         """`app.invoke_async(workflow, …)` starts an execution (its id is the answer)."""
@@ -109,7 +111,7 @@ class Orchestration:
         import json
 
         for name, fn in self.services().items():
-            services[name] = lambda p, fn=fn: run(fn(p))
+            services[name] = fn if name == parked.SERVICE else lambda p, fn=fn: run(fn(p))
         engine, plain = self.engine, services.get("invoke_async")
 
         def invoke_async(function: str, body: str, trace: Any = None) -> Any:
@@ -127,7 +129,10 @@ class Orchestration:
             services["invoke_async"] = self.route_invoke_async(services["invoke_async"])
 
     async def drain(self) -> None:
-        """Event consumers up to the head; workflows until they wait on time or signals."""
+        """Event consumers up to the head; workflows until they wait on time or signals;
+        parked state machines whose timers are due (by the clock) resumed."""
+        await self.machines.fire_due()
+        await self.machines.idle()
         await self.engine.idle()
         await self.events.drain()
         await self.engine.idle()

@@ -112,6 +112,7 @@ from .messages import (
     nak_delay,
     read_text_header,
     text_header,
+    trace_header,
 )
 from .names import Names, digest, token
 from .receipts import DeliveryLedger, Receipt, stale_margin
@@ -325,7 +326,7 @@ class NatsBroker(RecordOps, StreamOps):
         if m.attributes:
             headers[H_ATTRS] = json.dumps(m.attributes)
         if m.trace:
-            headers[H_TRACE] = m.trace.replace("\r", "").replace("\n", "")
+            headers[H_TRACE] = trace_header(m.trace)
         if msg_id is not None:  # the caller's identity for it (an event's, a tick's)
             headers[MSG_ID] = msg_id
         elif m.dedup_key is not None:

@@ -5,7 +5,7 @@ cannot hold line breaks.
     Squall-Id          the message id, once it moved (else: stream tag + sequence)
     Squall-Sent        sent_at, seconds since the epoch (the broker's clock)
     Squall-Attrs       attributes, JSON
-    traceparent        W3C trace context
+    traceparent        W3C trace context (also on stream records)
     Squall-Due         a delayed message: wall-clock time it becomes visible
     Squall-Count       a dead letter: receives before it was dead-lettered
     Squall-Error       a dead letter: its last error
@@ -34,6 +34,11 @@ KEPT = (H_ID, H_SENT, H_ATTRS, H_TRACE)  # what a message keeps when it moves qu
 
 def text_header(value: str) -> str:
     return json.dumps(value)
+
+
+def trace_header(value: str) -> str:
+    """A traceparent (with its loop lineage) as a header value: no line breaks."""
+    return value.replace("\r", "").replace("\n", "")
 
 
 def read_text_header(value: str | None) -> str | None:

@@ -7,7 +7,8 @@ sequence numbers are the stream's: increasing per shard, never reused, with gaps
 other shards' records went (a consumer's lag is an upper bound). Reads go through a
 short-lived consumer starting after the caller's sequence, so a read that finds nothing
 waits on the server for the next append. Checkpoints are KV records that only move
-forward (compare-and-set), whichever node writes them.
+forward (compare-and-set), whichever node writes them. A record carries the traceparent
+of the hop that appended it in the `traceparent` header.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nats.aio.msg import Msg
 from ..broker import BrokerError, MessageTooLarge, StreamEntry
 from .connection import Connection
 from .kv import Keep, KvStore, Write
-from .messages import MSG_ID, read_text_header, text_header
+from .messages import H_TRACE, MSG_ID, read_text_header, text_header, trace_header
 from .names import Names, token
 from .receipts import Receipt
 
@@ -55,7 +56,7 @@ class StreamOps:
             self._streams_ready = True
 
     async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
-                     shards: int) -> list[tuple[int, int]]:
+                     shards: int, trace: str | None = None) -> list[tuple[int, int]]:
         await self._ready()
         for _, data in records:
             if len(data) > self.max_message_bytes:
@@ -63,10 +64,12 @@ class StreamOps:
         await self._ensure_streams()
         arrival = repr(self.clock())
         placed = [(zlib.crc32(key.encode()) % shards, key, data) for key, data in records]
+        extra = {H_TRACE: trace_header(trace)} if trace else {}
         acks = await asyncio.gather(*[self.conn.publish(
             self.names.stream_subject(stream, shard), data,
             {H_KEY: text_header(key), H_ARRIVAL: arrival,
-             MSG_ID: f"r:{secrets.token_urlsafe(12)}"}) for shard, key, data in placed])
+             MSG_ID: f"r:{secrets.token_urlsafe(12)}", **extra})
+            for shard, key, data in placed])
         return [(shard, seq) for (shard, _, _), (seq, _) in zip(placed, acks, strict=True)]
 
     async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,
@@ -82,7 +85,8 @@ class StreamOps:
             if r is not None:
                 out.append(StreamEntry(stream, shard, r.stream_seq,
                                        read_text_header(headers.get(H_KEY)) or "",
-                                       bytes(m.data), float(headers.get(H_ARRIVAL, 0.0))))
+                                       bytes(m.data), float(headers.get(H_ARRIVAL, 0.0)),
+                                       headers.get(H_TRACE)))
         return out
 
     async def latest_seq(self, stream: str, shard: int) -> int:

@@ -70,6 +70,7 @@ TABLES = (
         partition_key text NOT NULL,
         data bytea NOT NULL,
         arrival double precision NOT NULL,
+        trace text,  -- the producer hop's traceparent; added on first use to older schemas
         PRIMARY KEY (stream, shard, seq))""",
     """CREATE TABLE IF NOT EXISTS stream_checkpoints (
         stream text NOT NULL,

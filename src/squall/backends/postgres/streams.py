@@ -7,6 +7,9 @@ seqs of a shard are unique, increasing, and committed in order (a reader never s
 n+1 before n). A transaction locks its shards' rows in shard order, so two appenders to
 the same shards cannot deadlock. A shard's first seq follows its highest checkpoint:
 seqs never go back, even for records a consumer has already passed.
+
+Each record keeps the traceparent of the hop that appended it (`trace`). A schema made
+before that column existed gets it on first use, under the set-up advisory lock.
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ WITH counters AS (
     FROM unnest(%(shards)s::int4[], %(lasts)s::int8[]) AS c(shard, last_seq)
     WHERE s.stream = %(stream)s AND s.shard = c.shard),
 appended AS (
-    INSERT INTO stream_records (stream, shard, seq, partition_key, data, arrival)
-    SELECT %(stream)s, r.shard, r.seq, r.key, r.data, {NOW}
+    INSERT INTO stream_records (stream, shard, seq, partition_key, data, arrival, trace)
+    SELECT %(stream)s, r.shard, r.seq, r.key, r.data, {NOW}, %(trace)s::text
     FROM unnest(%(record_shards)s::int4[], %(seqs)s::int8[], %(keys)s::text[],
                 %(data)s::bytea[]) AS r(shard, seq, key, data))
 SELECT pg_notify(%(channel)s, 's:' || %(stream)s)"""
 
 _READ = """
-SELECT stream, shard, seq, partition_key, data, arrival FROM stream_records
+SELECT stream, shard, seq, partition_key, data, arrival, trace FROM stream_records
 WHERE stream = %(stream)s AND shard = %(shard)s AND seq > %(after)s
 ORDER BY seq LIMIT %(limit)s"""
 
@@ -53,6 +56,11 @@ SELECT COALESCE(
     (SELECT last_seq FROM stream_shards WHERE stream = %(stream)s AND shard = %(shard)s),
     (SELECT max(seq) FROM stream_checkpoints WHERE stream = %(stream)s AND shard = %(shard)s),
     0)"""
+
+_HAS_TRACE = """
+SELECT count(*) FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = 'stream_records'
+  AND column_name = 'trace'"""
 
 _SET_CHECKPOINT = """
 INSERT INTO stream_checkpoints AS c (stream, consumer, shard, seq)
@@ -69,9 +77,25 @@ class StreamOps:
     _transaction: Any
     _wait: Any
     _waker: Any
+    schema: str
+    _stream_trace_ready: bool = False
+
+    async def _ensure_trace_column(self) -> None:
+        """Add `stream_records.trace` to a schema made before it existed (once per broker;
+        the check reads the catalog only, so the usual case takes no lock)."""
+        if self._stream_trace_ready:
+            return
+        (row,) = await self._rows("cannot read the stream schema", _HAS_TRACE, {})
+        if not row[0]:
+            async with self._transaction("cannot add the stream trace column") as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%(s)s))",
+                                   {"s": f"squall-streams-trace:{self.schema}"})
+                await conn.execute(
+                    "ALTER TABLE stream_records ADD COLUMN IF NOT EXISTS trace text")
+        self._stream_trace_ready = True
 
     async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
-                     shards: int) -> list[tuple[int, int]]:
+                     shards: int, trace: str | None = None) -> list[tuple[int, int]]:
         """Records with one partition key go to one shard (crc32 of the key, as the
         embedded broker does), in the order given."""
         for _, data in records:
@@ -79,6 +103,7 @@ class StreamOps:
                 raise MessageTooLarge(stream, len(data), self.max_message_bytes)
         if not records:
             return []
+        await self._ensure_trace_column()
         placed = [zlib.crc32(key.encode()) % shards for key, _ in records]
         counts = Counter(placed)
         order = sorted(counts)
@@ -93,20 +118,23 @@ class StreamOps:
                 "now": self._now(), "channel": self.channel, "stream": stream,
                 "shards": order, "lasts": [next_seq[s] - 1 for s in order],
                 "record_shards": placed, "seqs": [seq for _, seq in out],
-                "keys": [key for key, _ in records], "data": [data for _, data in records]})
+                "keys": [key for key, _ in records], "data": [data for _, data in records],
+                "trace": trace})
         return out
 
     async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,
                    wait_s: float = 0.0) -> list[StreamEntry]:
         key = f"s:{stream}"
         deadline = time.monotonic() + wait_s
+        await self._ensure_trace_column()
         while True:
             generation = self._waker.generation(key)
             rows = await self._rows(f"cannot read stream {stream!r}", _READ, {
                 "stream": stream, "shard": shard, "after": after_seq, "limit": limit})
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0:
-                return [StreamEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+                return [StreamEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
+                        for r in rows]
             await self._wait(key, generation, remaining)
 
     async def latest_seq(self, stream: str, shard: int) -> int:

@@ -1,5 +1,6 @@
-"""Spans, alert states and windowed invocation reads on PostgreSQL: a mixin of PgStore,
-with the same semantics as squall.backends.sqlite.telemetry (several nodes write here)."""
+"""Spans, alert states, gauge samples and windowed invocation reads on PostgreSQL: a
+mixin of PgStore, with the same semantics as squall.backends.sqlite.telemetry (several
+nodes write here)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ TABLES = (
         value double precision,
         message text NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alert_states_by_app ON alert_states (app, id)",
+    """CREATE TABLE IF NOT EXISTS gauge_samples (
+        app text NOT NULL,
+        name text NOT NULL,
+        subject text NOT NULL,
+        at double precision NOT NULL,
+        value double precision NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS gauge_samples_by_time ON gauge_samples (app, name, at)",
 )
 
 _SPAN_COLUMNS = ", ".join(SPAN_FIELDS)
@@ -104,6 +112,27 @@ class PgTelemetry:
         return self._run("read alert states",
                          "SELECT rule, state, at, value, message FROM alert_states "
                          "WHERE app = %s ORDER BY id DESC LIMIT %s", [app, limit], fetch=True)
+
+    def record_gauges(self, rows: list[tuple]) -> None:
+        if rows:
+            self._run("write gauge samples", "INSERT INTO gauge_samples "
+                      "(app, name, subject, at, value) VALUES (%s, %s, %s, %s, %s)",
+                      rows, many=True)
+
+    def gauge_samples(self, app: str, name: str, since: float, until: float,
+                      subject: str | None = None) -> list[tuple]:
+        sql = ("SELECT subject, at, value FROM gauge_samples WHERE app = %s AND name = %s "
+               "AND at >= %s AND at < %s")
+        args: list[Any] = [app, name, since, until]
+        if subject is not None:
+            sql += " AND subject = %s"
+            args.append(subject)
+        return self._run("read gauge samples", sql + " ORDER BY subject, at", args,
+                         fetch=True)
+
+    def prune_gauges(self, app: str, before: float) -> int:
+        return self._run("apply the gauge retention",
+                         "DELETE FROM gauge_samples WHERE app = %s AND at < %s", [app, before])
 
     def prune(self, app: str, before: float) -> int:
         self._run("apply retention", "DELETE FROM logs WHERE app = %s AND ts < %s",

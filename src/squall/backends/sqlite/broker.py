@@ -8,7 +8,8 @@ costs one fsync per batch, not per message.
 
 Consumers wait by notification: after a commit that made messages visible, waiting
 `receive` calls on those queues wake at once. Messages that become visible later
-(delays, visibility timeouts, retry backoff) wake their waiters at that time. Writes by
+(delays, visibility timeouts, retry backoff) wake their waiters at that time; those
+deadlines are on the monotonic clock, immune to wall-clock steps (deadlines.py). Writes by
 another process (`squall send` while the app runs) are noticed through SQLite's
 `data_version` (on a separate read connection) within `EXTERNAL_CHECK_S`.
 
@@ -39,6 +40,7 @@ from ..broker import (
     OutMessage,
     QueueStats,
 )
+from .deadlines import DeadlineClock, adopt
 from .records import RecordOps
 from .streams import StreamOps
 
@@ -140,12 +142,17 @@ class SqliteBroker(RecordOps, StreamOps):
         path: str | Path,
         *,
         clock: Callable[[], float] = time.time,
+        timer: DeadlineClock | None = None,
         synchronous: str = "FULL",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S,
     ) -> None:
         self.path = Path(path)
-        self.clock = clock
+        self.clock = clock  # wall time: sent_at and the other user-facing timestamps
+        # deadlines (visibility, delays, backoff, dedup window): deadlines.py. A test's
+        # fake wall clock drives them too, unless the test gives a timer of its own.
+        self.timer = timer or (DeadlineClock.system() if clock is time.time
+                               else DeadlineClock(clock, "injected"))
         self.max_message_bytes = max_message_bytes
         self.dedup_window_s = dedup_window_s
         self._ops: queue_mod.SimpleQueue[tuple | None] = queue_mod.SimpleQueue()
@@ -161,6 +168,7 @@ class SqliteBroker(RecordOps, StreamOps):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            adopt(self._db, self.timer, clock, dedup_window_s)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerError(f"cannot open the broker database at {self.path}: {exc}") from exc
         # a read-only connection to notice other processes' commits without taking the
@@ -249,24 +257,24 @@ class SqliteBroker(RecordOps, StreamOps):
 
     def _op_send(self, db: sqlite3.Connection, touched: set[str], queue: str,
                  messages: Sequence[OutMessage]) -> list[str]:
-        now = self.clock()
+        now, due = self.clock(), self.timer.now()
         ids: list[str] = []
         rows: list[tuple] = []
         for m in messages:
             if m.dedup_key is not None:
                 row = db.execute(
                     "SELECT message_id FROM dedup WHERE queue = ? AND key = ? AND expires_at > ?",
-                    (queue, m.dedup_key, now)).fetchone()
+                    (queue, m.dedup_key, due)).fetchone()
                 if row is not None:
                     ids.append(row[0])
                     continue
             mid = uuid.uuid4().hex
             attrs = json.dumps(m.attributes) if m.attributes else "{}"
-            rows.append((mid, queue, m.body, attrs, m.trace, now, now + max(0.0, m.delay_s)))
+            rows.append((mid, queue, m.body, attrs, m.trace, now, due + max(0.0, m.delay_s)))
             if m.dedup_key is not None:
                 db.execute("INSERT OR REPLACE INTO dedup (queue, key, message_id, expires_at) "
                            "VALUES (?,?,?,?)",
-                           (queue, m.dedup_key, mid, now + self.dedup_window_s))
+                           (queue, m.dedup_key, mid, due + self.dedup_window_s))
             ids.append(mid)
         db.executemany(
             "INSERT INTO messages (id, queue, body, attributes, trace, sent_at, available_at) "
@@ -280,7 +288,7 @@ class SqliteBroker(RecordOps, StreamOps):
 
     def _op_receive(self, db: sqlite3.Connection, touched: set[str], queue: str, limit: int,
                     vt: float) -> tuple[list[Delivery], float | None]:
-        now = self.clock()
+        now = self.timer.now()
         rows = db.execute(
             f"SELECT {_DELIVERY_COLS} FROM messages WHERE queue = ? AND available_at <= ? "
             "ORDER BY available_at, seq LIMIT ?", (queue, now, limit)).fetchall()
@@ -318,7 +326,7 @@ class SqliteBroker(RecordOps, StreamOps):
         cur = db.execute(
             "UPDATE messages SET receipt = NULL, available_at = ?, "
             "last_error = COALESCE(?, last_error) WHERE seq = ? AND receipt = ? AND queue = ?",
-            (self.clock() + max(0.0, delay_s), error, seq, receipt, queue))
+            (self.timer.now() + max(0.0, delay_s), error, seq, receipt, queue))
         if cur.rowcount:
             touched.add(queue)
         return bool(cur.rowcount)
@@ -329,7 +337,7 @@ class SqliteBroker(RecordOps, StreamOps):
         if seq is None:
             return False
         cur = db.execute("UPDATE messages SET available_at = ? WHERE seq = ? AND receipt = ? "
-                         "AND queue = ?", (self.clock() + vt, seq, receipt, queue))
+                         "AND queue = ?", (self.timer.now() + vt, seq, receipt, queue))
         return bool(cur.rowcount)
 
     def _op_dead_letter(self, db: sqlite3.Connection, touched: set[str], queue: str,
@@ -341,7 +349,7 @@ class SqliteBroker(RecordOps, StreamOps):
             "UPDATE messages SET queue = ?, source_queue = ?, dlq_reason = ?, "
             "last_error = COALESCE(?, last_error), receipt = NULL, available_at = ? "
             "WHERE seq = ? AND receipt = ? AND queue = ?",
-            (dlq, queue, reason, error, self.clock(), seq, receipt, queue))
+            (dlq, queue, reason, error, self.timer.now(), seq, receipt, queue))
         if cur.rowcount:
             touched.add(dlq)
         return bool(cur.rowcount)
@@ -365,7 +373,7 @@ class SqliteBroker(RecordOps, StreamOps):
         else:
             rows = db.execute("SELECT seq, source_queue FROM messages WHERE queue = ? "
                               "ORDER BY seq LIMIT ?", (dlq, limit)).fetchall()
-        now = self.clock()
+        now = self.timer.now()
         moved = 0
         for seq, source in rows:
             target = to or source
@@ -390,7 +398,7 @@ class SqliteBroker(RecordOps, StreamOps):
                                "receipt IS NULL", (body, queue, mid)).rowcount)
 
     def _op_stats(self, db: sqlite3.Connection, touched: set[str], queue: str) -> QueueStats:
-        now = self.clock()
+        now = self.timer.now()
         visible, in_flight, delayed = db.execute(
             "SELECT "
             "COALESCE(SUM(available_at <= ?), 0), "
@@ -403,7 +411,8 @@ class SqliteBroker(RecordOps, StreamOps):
         return db.execute("DELETE FROM messages WHERE queue = ?", (queue,)).rowcount
 
     def _op_sweep_dedup(self, db: sqlite3.Connection, touched: set[str]) -> int:
-        return db.execute("DELETE FROM dedup WHERE expires_at <= ?", (self.clock(),)).rowcount
+        return db.execute("DELETE FROM dedup WHERE expires_at <= ?",
+                          (self.timer.now(),)).rowcount
 
     # -- the Protocol ------------------------------------------------------------------
 
@@ -434,7 +443,7 @@ class SqliteBroker(RecordOps, StreamOps):
                 continue  # something arrived while we looked: look again
             timeout = remaining
             if next_at is not None:
-                timeout = min(timeout, max(0.0, next_at - self.clock()) + 0.001)
+                timeout = min(timeout, max(0.0, next_at - self.timer.now()) + 0.001)
             await self._wait(queue, timeout)
 
     async def _wait(self, queue: str, timeout: float) -> None:

@@ -1,5 +1,10 @@
 """The embedded broker's ordered streams: records per (stream, shard, seq) and consumer
-checkpoints. A mixin of SqliteBroker (its `_op_*` run on the writer thread)."""
+checkpoints. A mixin of SqliteBroker (its `_op_*` run on the writer thread).
+
+Each record keeps the traceparent of the hop that appended it (`trace`), so a consumer's
+invocation joins the producer's trace. Databases made before that column existed get it
+on first use (`_ensure_trace_column`, an ALTER TABLE that keeps every record).
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,25 @@ class StreamOps:
     _run: Any
     _generation: Any
     _wait: Any
+    _stream_trace_ready: bool = False
+
+    def _op_add_trace_column(self, db: sqlite3.Connection, touched: set[str]) -> None:
+        cols = {r[1] for r in db.execute("PRAGMA table_info(stream_records)")}
+        if "trace" not in cols:
+            try:
+                db.execute("ALTER TABLE stream_records ADD COLUMN trace TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+
+    async def _ensure_trace_column(self) -> None:
+        if not self._stream_trace_ready:
+            await self._run(self._op_add_trace_column)
+            self._stream_trace_ready = True
 
     def _op_append(self, db: sqlite3.Connection, touched: set[str], stream: str,
-                   records: Sequence[tuple[str, bytes]], shards: int) -> list[tuple[int, int]]:
+                   records: Sequence[tuple[str, bytes]], shards: int,
+                   trace: str | None = None) -> list[tuple[int, int]]:
         now = self.clock()
         next_seq: dict[int, int] = {}
         out: list[tuple[int, int]] = []
@@ -33,10 +54,10 @@ class StreamOps:
                 next_seq[shard] = last + 1
             seq = next_seq[shard]
             next_seq[shard] = seq + 1
-            rows.append((stream, shard, seq, key, data, now))
+            rows.append((stream, shard, seq, key, data, now, trace))
             out.append((shard, seq))
         db.executemany("INSERT INTO stream_records (stream, shard, seq, partition_key, data, "
-                       "arrival) VALUES (?,?,?,?,?,?)", rows)
+                       "arrival, trace) VALUES (?,?,?,?,?,?,?)", rows)
         touched.add(f"stream:{stream}")
         return out
 
@@ -49,10 +70,10 @@ class StreamOps:
 
     def _op_read(self, db: sqlite3.Connection, touched: set[str], stream: str, shard: int,
                  after_seq: int, limit: int) -> list[StreamEntry]:
-        rows = db.execute("SELECT stream, shard, seq, partition_key, data, arrival FROM "
+        rows = db.execute("SELECT stream, shard, seq, partition_key, data, arrival, trace FROM "
                           "stream_records WHERE stream = ? AND shard = ? AND seq > ? "
                           "ORDER BY seq LIMIT ?", (stream, shard, after_seq, limit)).fetchall()
-        return [StreamEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+        return [StreamEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
 
     def _op_latest_seq(self, db: sqlite3.Connection, touched: set[str], stream: str,
                        shard: int) -> int:
@@ -73,16 +94,18 @@ class StreamOps:
                    "seq = MAX(seq, excluded.seq)", (stream, consumer, shard, seq))
 
     async def append(self, stream: str, records: Sequence[tuple[str, bytes]], *,
-                     shards: int) -> list[tuple[int, int]]:
+                     shards: int, trace: str | None = None) -> list[tuple[int, int]]:
         for _, data in records:
             if len(data) > self.max_message_bytes:
                 raise MessageTooLarge(stream, len(data), self.max_message_bytes)
-        return await self._run(self._op_append, stream, list(records), shards)
+        await self._ensure_trace_column()
+        return await self._run(self._op_append, stream, list(records), shards, trace)
 
     async def read(self, stream: str, shard: int, after_seq: int, limit: int, *,
                    wait_s: float = 0.0) -> list[StreamEntry]:
         key = f"stream:{stream}"
         deadline = time.monotonic() + wait_s
+        await self._ensure_trace_column()
         while True:
             generation = self._generation[key]
             out = await self._run(self._op_read, stream, shard, after_seq, limit)

@@ -1,9 +1,10 @@
 """Spans, alert states and windowed reads of the invocation log, on the embedded store.
 
 A mixin of SqliteStore (same connection, same lock): the trace store (one row per span,
-written in batches like the invocation log), the alert-state history, the raw rows the
-metrics and cost queries aggregate (squall.observe does the arithmetic: percentiles and
-prices live above the Protocol, once for every backend), and retention.
+written in batches like the invocation log), the alert-state history, the sampled gauges
+(queue depths and the like over time), the raw rows the metrics and cost queries
+aggregate (squall.observe does the arithmetic: percentiles and prices live above the
+Protocol, once for every backend), and retention.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ CREATE TABLE IF NOT EXISTS alert_states (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_states_by_app ON alert_states(app, id);
+CREATE TABLE IF NOT EXISTS gauge_samples (
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    at REAL NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gauge_samples_by_time ON gauge_samples(app, name, at);
 """
 
 _SPAN_COLUMNS = ", ".join(SPAN_FIELDS)
@@ -113,6 +122,26 @@ class SqliteTelemetry:
         """(rule, state, at, value, message), newest first."""
         return self._query("SELECT rule, state, at, value, message FROM alert_states "
                            "WHERE app = ? ORDER BY id DESC LIMIT ?", [app, limit])
+
+    def record_gauges(self, rows: list[tuple]) -> None:
+        if rows:
+            self._write("INSERT INTO gauge_samples (app, name, subject, at, value) "
+                        "VALUES (?,?,?,?,?)", rows, "gauge samples")
+
+    def gauge_samples(self, app: str, name: str, since: float, until: float,
+                      subject: str | None = None) -> list[tuple]:
+        sql = "SELECT subject, at, value FROM gauge_samples WHERE app = ? AND name = ? " \
+              "AND at >= ? AND at < ?"
+        args: list = [app, name, since, until]
+        if subject is not None:
+            sql += " AND subject = ?"
+            args.append(subject)
+        return self._query(sql + " ORDER BY subject, at", args)
+
+    def prune_gauges(self, app: str, before: float) -> int:
+        with self._transaction("the gauge retention (deletes)") as db:
+            return db.execute("DELETE FROM gauge_samples WHERE app = ? AND at < ?",
+                              [app, before]).rowcount
 
     def prune(self, app: str, before: float) -> int:
         """Retention: drop invocations, their output and spans older than `before`."""

@@ -133,6 +133,7 @@ pages.queues = {
       { label: "Visible", num: true, cell: q => fmt.n(q.visible) },
       { label: "In flight", num: true, cell: q => fmt.n(q.inFlight) },
       { label: "Delayed", num: true, cell: q => fmt.n(q.delayed) },
+      { label: "Depth, last hour", cell: q => h("span", { class: "depth", title: "visible messages, sampled every minute" }, sparkline((q.depthSeries || []).map(v => v || 0))) },
       { label: "Max receives", num: true, cell: q => q.maxReceive },
       { label: "Dead letters", num: true, cell: q => q.deadLetters ? chip(String(q.deadLetters), "error") : chip("0", "ok") },
       { label: "", cell: q => h("a", { href: "#/queues/" + encodeURIComponent(q.queue) }, "Dead-letter queue →") },
