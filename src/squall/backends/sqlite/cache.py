@@ -10,10 +10,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from ..base import StoreError
 from ..state import NotAnInteger
+from .tx import immediate
 
 _INT = re.compile(rb"^-?[0-9]+$")
 _SCHEMA = """
@@ -56,16 +57,8 @@ class SqliteCache:
                 self._all.append(db)
         return db
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._db())
 
     def cache_get(self, ns: str, key: str) -> bytes | None:
         try:

@@ -28,6 +28,7 @@ import orjson
 
 from ..event_store import (ConcurrencyError, EventStoreError, NewEvent, RecordedEvent,
                            Snapshot, recorded_event)
+from .tx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS es_events (
@@ -160,16 +161,9 @@ class SqliteEventStore:
 
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
-            db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    out = fn(db)
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-                return out
+                with immediate(self._db) as db:
+                    return fn(db)
             except sqlite3.Error as exc:
                 raise EventStoreError(f"event store {self.path}: {exc}") from exc
 

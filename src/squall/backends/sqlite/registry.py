@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..base import StoreError
 from ..registry import SqlRegistry
+from .tx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -54,18 +55,11 @@ class SqliteRegistry(SqlRegistry):
         self._lock = threading.Lock()
 
     def _write(self, fn: Callable[[Any], Any], bump: bool = True) -> Any:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-                if bump:
-                    db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
-                db.execute("COMMIT")
-                return out
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._db) as db:
+            out = fn(db)
+            if bump:
+                db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
+            return out
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

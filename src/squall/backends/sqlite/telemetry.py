@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..base import SPAN_FIELDS, StoreError, span_row
+from .tx import immediate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -67,14 +68,8 @@ class SqliteTelemetry:
         """One write transaction under the store's lock; SQLite errors become StoreError
         ("cannot write {what}: …")."""
         try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            with self._lock, immediate(self._db) as db:
+                yield db
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write {what}: {exc}") from exc
 

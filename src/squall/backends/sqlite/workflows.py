@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..workflow_store import (FINAL, RUNNING, Execution, ExecutionExists, HistoryConflict,
                               HistoryEvent, InboxItem, WorkflowStoreError)
+from .tx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wf_executions (
@@ -85,16 +86,9 @@ class SqliteWorkflowStore:
 
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
-            db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    out = fn(db)
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-                return out
+                with immediate(self._db) as db:
+                    return fn(db)
             except sqlite3.Error as exc:
                 raise WorkflowStoreError(f"workflow store {self.path}: {exc}") from exc
 
