@@ -92,7 +92,40 @@ def watch_root(app_ref: str) -> Path:
     return path.parent if path.suffix == ".py" else Path.cwd()
 
 
-class Supervisor:
+class Serving:
+    """Serves an ASGI app on uvicorn until `stop()` (or SIGTERM), then returns; once it
+    listens, `port` is the bound port, `announce()` logs it and `started` is set."""
+
+    port: int
+    started: asyncio.Event
+    _server: uvicorn.Server | None = None
+
+    async def serve_until_stopped(self, app: Any, host: str, port: int) -> None:
+        server = self._server = uvicorn_server(app, host, port)
+        announcer = asyncio.ensure_future(self._announce(server))
+        try:
+            with graceful_sigterm(self.stop):
+                await server.serve()
+        finally:
+            announcer.cancel()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def _announce(self, server: uvicorn.Server) -> None:
+        port = await listening_port(server)
+        if port is None:
+            return
+        self.port = port
+        self.announce()
+        self.started.set()
+
+    def announce(self) -> None:
+        raise NotImplementedError
+
+
+class Supervisor(Serving):
     """Start, serve until told to stop, shut down in order."""
 
     def __init__(self, app_ref: str, opts: ServeOptions) -> None:
@@ -103,7 +136,6 @@ class Supervisor:
         self.started = asyncio.Event()
         self.reloaded = asyncio.Event()  # set after each successful hot reload
         self.reload_failed = asyncio.Event()  # set after each failed one
-        self._server: uvicorn.Server | None = None
 
     async def run(self) -> None:
         opts = self.opts
@@ -127,29 +159,17 @@ class Supervisor:
             raise
         # collect the young generation less often (fewer pauses on the request path)
         gc.set_threshold(20_000, 20, 20)
-        server = self._server = uvicorn_server(self.gateway, opts.host, opts.port)
         watcher = asyncio.ensure_future(self._watch()) if opts.reload else None
-        announcer = asyncio.ensure_future(self._announce(server))
         try:
-            with graceful_sigterm(self.stop):
-                await server.serve()
+            await self.serve_until_stopped(self.gateway, opts.host, opts.port)
         finally:
-            announcer.cancel()
             if watcher is not None:
                 watcher.cancel()
             await ingress.stop()
             await stack.stop()
             logs.event("stopped", app=manifest["app"])
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-
-    async def _announce(self, server: uvicorn.Server) -> None:
-        port = await listening_port(server)
-        if port is None:
-            return
-        self.port = port
+    def announce(self) -> None:
         m = self.manifest
         routes = [f"{meth} {p}" for f in m["functions"] for meth, p in f["routes"]]
         zygote = self.runtime.zygote
@@ -161,7 +181,6 @@ class Supervisor:
                    functions=len(m["functions"]), routes=routes,
                    zygote_boot_ms=round(zygote.boot_ms if zygote else 0, 1), pid=os.getpid(),
                    node=self.messaging.node_id, **where)
-        self.started.set()
 
     async def _watch(self) -> None:
         from watchfiles import PythonFilter, awatch

@@ -15,10 +15,8 @@ import secrets
 import stat
 from pathlib import Path
 
-import uvicorn
-
 from ..observe import logs
-from ..server import graceful_sigterm, listening_port, uvicorn_server
+from ..server import Serving
 from .control import PlatformGateway, control_app
 from .service import Platform, PlatformOptions
 
@@ -70,7 +68,7 @@ def server_token(data_dir: str | Path, token_file: str | None = None) -> str:
     return token
 
 
-class PlatformServer:
+class PlatformServer(Serving):
     def __init__(self, opts: PlatformOptions, token: str, *, host: str = "127.0.0.1",
                  port: int = 8080) -> None:
         self.opts = opts
@@ -78,7 +76,6 @@ class PlatformServer:
         self.host = host
         self.port = port
         self.started = asyncio.Event()
-        self._server: uvicorn.Server | None = None
         self.platform: Platform | None = None
 
     async def run(self) -> None:
@@ -90,31 +87,18 @@ class PlatformServer:
             raise
         gateway = PlatformGateway(platform, control_app(platform, self.token,
                                                         self.opts.max_package_bytes))
-        server = self._server = uvicorn_server(gateway, self.host, self.port)
-        announcer = asyncio.ensure_future(self._announce(server))
         try:
-            with graceful_sigterm(self.stop):
-                await server.serve()
+            await self.serve_until_stopped(gateway, self.host, self.port)
         finally:
-            announcer.cancel()
             await platform.stop()
             logs.event("platform stopped")
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-
-    async def _announce(self, server: uvicorn.Server) -> None:
-        port = await listening_port(server)
-        if port is None:
-            return
-        self.port = port
+    def announce(self) -> None:
         assert self.platform is not None
         logs.event("platform listening", url=f"http://{self.host}:{self.port}",
                    control=f"http://{self.host}:{self.port}/_platform/",
                    apps=sorted(self.platform.hosts), data_dir=str(self.platform.root),
                    pid=os.getpid())
-        self.started.set()
 
 
 def run(opts: PlatformOptions, token: str, host: str, port: int,
