@@ -14,7 +14,7 @@ share this store: `kind` tells them apart, event types are theirs to define.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 # statuses: running; then one of the final ones
 RUNNING = "running"
@@ -37,6 +37,26 @@ class HistoryConflict(WorkflowStoreError):
 
 class ExecutionExists(WorkflowStoreError):
     """`create` was given an execution id that is already taken."""
+
+
+def plan_append(execution_id: str, found: tuple[int, str] | None,
+                events: Sequence[tuple[str, dict[str, Any]]], expected_length: int | None,
+                now: float, dumps: Callable[[Any], str]) -> tuple[int, list[tuple]]:
+    """Check an append against the execution's stored (length, status), read under the
+    write lock, and give the new length and the history rows to insert (execution id,
+    seq, type, data, ts): the same rules on every backend. Raises WorkflowStoreError (no
+    such execution; its history is closed) or HistoryConflict (another writer's)."""
+    if found is None:
+        raise WorkflowStoreError(f"no execution {execution_id!r}")
+    length, current = found
+    if expected_length is not None and length != expected_length:
+        raise HistoryConflict(f"execution {execution_id!r}: history has {length} "
+                              f"events, the writer expected {expected_length}")
+    if current in FINAL and events:
+        raise WorkflowStoreError(f"execution {execution_id!r} is {current}: its "
+                                 "history is closed")
+    rows = [(execution_id, length + i + 1, t, dumps(d), now) for i, (t, d) in enumerate(events)]
+    return length + len(events), rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ import json
 import time
 from typing import Any, Callable, Sequence
 
-from ..workflow_store import (FINAL, RUNNING, Execution, ExecutionExists, HistoryConflict,
-                              HistoryEvent, InboxItem, WorkflowStoreError)
+from ..workflow_store import (RUNNING, Execution, ExecutionExists, HistoryEvent, InboxItem,
+                              plan_append)
 from .database import Database
 
 TABLES = [
@@ -82,22 +82,12 @@ class PgWorkflowStore:
                output: Any = None, error: dict[str, Any] | None = None) -> int:
         now = self.clock()
         with self.db.transaction("append to a workflow history") as conn:
-            r = conn.execute("SELECT length, status FROM wf_executions WHERE id = %s FOR UPDATE",
-                             (execution_id,)).fetchone()
-            if r is None:
-                raise WorkflowStoreError(f"no execution {execution_id!r}")
-            length, current = r
-            if expected_length is not None and length != expected_length:
-                raise HistoryConflict(f"execution {execution_id!r}: history has {length} "
-                                      f"events, the writer expected {expected_length}")
-            if current in FINAL and events:
-                raise WorkflowStoreError(f"execution {execution_id!r} is {current}: its "
-                                         "history is closed")
+            found = conn.execute("SELECT length, status FROM wf_executions WHERE id = %s "
+                                 "FOR UPDATE", (execution_id,)).fetchone()
+            new_len, rows = plan_append(execution_id, found, events, expected_length, now,
+                                        _dumps)
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO wf_history VALUES (%s,%s,%s,%s,%s)",
-                                [(execution_id, length + i + 1, t, _dumps(d), now)
-                                 for i, (t, d) in enumerate(events)])
-            new_len = length + len(events)
+                cur.executemany("INSERT INTO wf_history VALUES (%s,%s,%s,%s,%s)", rows)
             if status is not None:
                 conn.execute("UPDATE wf_executions SET length = %s, updated_at = %s, status = %s,"
                              " output = %s, error = %s WHERE id = %s",

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..workflow_store import (FINAL, RUNNING, Execution, ExecutionExists, HistoryConflict,
-                              HistoryEvent, InboxItem, WorkflowStoreError)
+from ..workflow_store import (RUNNING, Execution, ExecutionExists, HistoryEvent, InboxItem,
+                              WorkflowStoreError, plan_append)
 from .tx import immediate
 
 _SCHEMA = """
@@ -131,21 +131,11 @@ class SqliteWorkflowStore:
         now = self.clock()
 
         def go(db: sqlite3.Connection) -> int:
-            r = db.execute("SELECT length, status FROM wf_executions WHERE id = ?",
-                           (execution_id,)).fetchone()
-            if r is None:
-                raise WorkflowStoreError(f"no execution {execution_id!r}")
-            length, current = r
-            if expected_length is not None and length != expected_length:
-                raise HistoryConflict(f"execution {execution_id!r}: history has {length} "
-                                      f"events, the writer expected {expected_length}")
-            if current in FINAL and events:
-                raise WorkflowStoreError(f"execution {execution_id!r} is {current}: its "
-                                         "history is closed")
-            db.executemany("INSERT INTO wf_history VALUES (?,?,?,?,?)",
-                           [(execution_id, length + i + 1, t, _dumps(d), now)
-                            for i, (t, d) in enumerate(events)])
-            new_len = length + len(events)
+            found = db.execute("SELECT length, status FROM wf_executions WHERE id = ?",
+                               (execution_id,)).fetchone()
+            new_len, rows = plan_append(execution_id, found, events, expected_length, now,
+                                        _dumps)
+            db.executemany("INSERT INTO wf_history VALUES (?,?,?,?,?)", rows)
             if status is not None:
                 db.execute("UPDATE wf_executions SET length = ?, updated_at = ?, status = ?, "
                            "output = ?, error = ? WHERE id = ?",
