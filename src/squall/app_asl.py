@@ -12,14 +12,18 @@ until an invocation.
 
 Executions are durable: where the app runs with its orchestration services (squall run,
 squall dev, squall.testing), the handler checkpoints the execution after every state
-through the "state_machine" service (squall.workflows.machines), and the supervisor
-resumes running executions from their last checkpoint after a restart. The execution id
-is the invocation's request id, so a retried invocation attaches to its execution.
+through the "state_machine" service (squall.workflows.machines), and each finished
+branch of a Parallel or Map as it finishes; the supervisor resumes running executions
+from their last checkpoint after a restart (without the branches already finished).
+Map and Parallel branches run on threads in the worker (BRANCH_THREADS), so their Task
+calls to other functions overlap. The execution id is the invocation's request id, so a
+retried invocation attaches to its execution.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -29,6 +33,10 @@ from .config import TIMEOUT_MAX_S, ConfigError
 # a longer Wait (or Retry back-off) ends the invocation and becomes a durable timer;
 # shorter ones sleep in the worker (cheaper than a checkpoint and a resume)
 PARK_AFTER_S = 1.0
+# Map and Parallel branches running at once in a state machine's worker (threads whose
+# Task calls overlap): a Map's MaxConcurrency 0 ("no limit") means this many, as an AWS
+# inline Map runs at most 40 iterations at once; a larger MaxConcurrency is capped here
+BRANCH_THREADS = 40
 
 
 class StateMachineHandler:
@@ -50,8 +58,12 @@ class StateMachineHandler:
         from .runtime.parked import PARKED
         from .workflows.machines import RESUME
 
+        # branches on threads only where `app.invoke` may be called from several at once
+        # (a worker); the in-process harness runs them one at a time, deterministically
+        threads = BRANCH_THREADS if getattr(getattr(self.app, "_invoker", None),
+                                            "concurrent_calls", False) else 1
         env = Env(FunctionRunner(self.app.invoke), now=self.now or time.time,
-                  sleep=self.sleep or time.sleep)
+                  sleep=self.sleep or time.sleep, max_workers=threads)
         doc = None
         resumed = isinstance(event, dict) and RESUME in event
         if self._durable():
@@ -99,7 +111,7 @@ class StateMachineHandler:
         after every failed attempt of a state with Retry); None if the execution parked
         at a long Wait or back-off (the supervisor's timer resumes it)."""
         from .asl.engine import Env
-        from .asl.execution import Execution, Parked
+        from .asl.execution import Execution, Parked, branch_record
 
         if doc["state"] is None:
             raise RuntimeError(f"state machine execution {doc['id']!r} has no checkpoint")
@@ -109,13 +121,23 @@ class StateMachineHandler:
         park_after = None if self.sleep is not None else PARK_AFTER_S  # (a test's sleeper)
         timeout = self.machine.timeout_s
         deadline = None if timeout is None else ex.start_time + timeout
+        # the branches of the current Parallel or Map that finished before a restart
+        recorded = {ex.current: {r["index"]: r for r in doc.get("branches") or []}}
+        lock = threading.Lock()  # `length`: branches finish on their own threads
 
         def checkpoint(ex: Any) -> None:
             nonlocal length, sent
             # the state without its history (no copy: the call serialises it at once)
             state = {k: getattr(ex, k) for k in ex.__dataclass_fields__ if k != "history"}
-            length = self._service(["step", eid, state, ex.history[sent:], length])
+            with lock:
+                length = self._service(["step", eid, state, ex.history[sent:], length])
             sent = len(ex.history)
+
+        def branch_done(state: str, index: int, child: Any) -> None:
+            nonlocal length
+            with lock:
+                length = self._service(["branch", eid, state, branch_record(index, child),
+                                        length])
 
         def wake_at(fire_at: float) -> float:
             # the machine's deadline if that comes first (it then times out)
@@ -137,8 +159,10 @@ class StateMachineHandler:
                 if record:
                     length = self._service(["wait", eid, ex.current, fire_at, length])
             step_env = Env(env.runner, now=env.now, rng=env.rng, sleep=env.sleep,
-                           checkpoint=checkpoint, park_after_s=park_after,
-                           wait_end=fire_at if wait else None)
+                           max_workers=env.max_workers, checkpoint=checkpoint,
+                           park_after_s=park_after, wait_end=fire_at if wait else None,
+                           on_branch=branch_done, branches=recorded)
+            recorded = {}  # (only the state the restart found running)
             try:
                 self.machine.step(ex, step_env)
             except Parked as p:  # a long Retry back-off: checkpointed with its counts

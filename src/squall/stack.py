@@ -121,6 +121,7 @@ class AppStack:
             opts.data_dir, runtime.invoke, manifest, leases=messaging.leases,
             store_url=opts.store_url)
         orchestration.attach_runtime(runtime.services)
+        orchestration.attach_messaging(messaging)  # async invocations hand over to executions
         await orchestration.start()
         webhooks = self.webhooks = Webhooks(messaging, runtime.configs)
         from .dashboard import dashboard_app  # the web UI at /_squall/

@@ -11,7 +11,9 @@ JSON-serialisable execution state.
 variables, the start time, the history events. `step` runs one whole state (a Task with
 its retries and catchers, a Wait, a whole Parallel or Map) and leaves the execution at
 the next state; a durable runner persists the execution after each step and, after a
-crash, calls `step` again from the last persisted one (a Parallel or Map is re-run whole).
+crash, calls `step` again from the last persisted one (a Parallel or Map runs again
+with only the branches it had not finished, given `Env.on_branch`/`Env.branches`: see
+fanout.py).
 
 The outside world comes in through `Env`: a `TaskRunner` that runs Task resources, a clock
 (`now()`, epoch seconds) and a sleeper (`sleep(seconds)`) for Wait and retry back-off, and

@@ -42,7 +42,9 @@ class Env:
                  rng: random.Random | None = None, max_workers: int = 1,
                  max_payload_bytes: int = 256 * 1024,
                  checkpoint: Callable[[Execution], None] | None = None,
-                 park_after_s: float | None = None, wait_end: float | None = None) -> None:
+                 park_after_s: float | None = None, wait_end: float | None = None,
+                 on_branch: Callable[[str, int, Execution], None] | None = None,
+                 branches: dict[str, dict[int, dict[str, Any]]] | None = None) -> None:
         self.runner = runner
         self.now = now
         self.sleep = sleep
@@ -55,6 +57,12 @@ class Env:
         self.checkpoint = checkpoint
         self.park_after_s = park_after_s
         self.wait_end = wait_end  # a Wait begun before (a durable timer): when it ends
+        # a durable runner: called (from the branch's thread) with each finished branch of
+        # a top-level Parallel or Map (state name, index, the branch's execution); and the
+        # branches recorded before a restart, {state: {index: record}} (`branch_record`),
+        # which the state's next run takes as done instead of running them again
+        self.on_branch = on_branch
+        self.branches = branches if branches is not None else {}
 
 
 @dataclass
@@ -91,6 +99,13 @@ class Execution:
         if self.status == "SUCCEEDED":
             return self.output
         raise ExecutionFailed(self.error or "States.Runtime", self.cause, self.history)
+
+
+def branch_record(index: int, child: Execution) -> dict[str, Any]:
+    """A finished branch (Parallel) or iteration (Map) as plain data: what a durable
+    runner keeps so a restart inside the state does not run it again."""
+    return {"index": index, "status": child.status, "output": child.output,
+            "error": child.error, "cause": child.cause, "events": child.history}
 
 
 class Fail(Exception):

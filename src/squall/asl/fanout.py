@@ -3,20 +3,48 @@
 A mixin of the engine's state runner: each branch (a Parallel branch, a Map iteration) is
 an `Execution` over the branch's own States, run to its end by a runner of the same class;
 its history events are appended to the parent's (except for a DISTRIBUTED Map, whose
-items are a Map Run of their own on AWS). Branches run one at a time, stopping at the first
-failure that fails the state (AWS aborts the rest), or on threads when `Env.max_workers`
-> 1.
+items are a Map Run of their own on AWS).
+
+Branches run on threads, up to `Env.max_workers` at once and, for a Map, its
+MaxConcurrency (0: up to `Env.max_workers`); all branches of a Parallel at once. A state
+machine's worker sets `max_workers` to BRANCH_THREADS (squall.app_asl), so the branches'
+Task calls overlap; with `max_workers=1` (the default, and the in-process test harness)
+they run one at a time, in order. The outputs keep the branches' order whatever order they
+finish in. As on AWS, the first failure that fails the state (a Parallel: any branch; a
+Map: one past its tolerated failures) aborts the others: no branch starts after it, and
+running ones stop before their next state (a Task already running finishes; its result is
+ignored; a Map records those iterations as MapIterationAborted). The state fails with the
+error of the branch that failed first.
+
+Durable runners (`Env.on_branch`, `Env.branches`): each finished branch of a top-level
+Parallel or Map is handed to `on_branch` as it finishes, and a state run again after a
+restart takes the branches recorded before it as done (`branch_record`) instead of
+running them again. Nested Parallels and Maps (inside a branch) are part of their
+branch: they run again with it.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .errors import BRANCH_FAILED, DATA_LIMIT_EXCEEDED, RUNTIME, TOLERATED_FAILURE, StatesError
 from .execution import Env, Execution, Fail
 from .history import History, dumps
+
+
+Job = Callable[[Callable[[], bool]], Execution]  # runs one branch; its arg: abort now?
+
+
+def _restored(parent: Execution, record: dict[str, Any]) -> Execution:
+    """A branch finished before a restart, rebuilt from its record (`branch_record`)."""
+    return Execution(id=parent.id, name=parent.name, machine=parent.machine,
+                     input=parent.input, start_time=parent.start_time, current=None,
+                     status=record["status"], output=record.get("output"),
+                     error=record.get("error"), cause=record.get("cause"),
+                     history=copy.deepcopy(record.get("events") or []))
 
 
 class FanOut:
@@ -31,38 +59,89 @@ class FanOut:
     _input: Any
     run_state: Any
 
-    def _branches(self, jobs: list[Callable[[], Execution]], limit: int,
-                  stop: Callable[[list[Execution]], bool] = lambda done: False
-                  ) -> list[Execution]:
-        """Run branch jobs; one at a time, `stop(done)` ends the run early (the Map or
-        Parallel has already failed, so AWS aborts the remaining branches)."""
+    _aborted: Callable[[], bool] = staticmethod(lambda: False)  # the enclosing branch's
+    top: bool
+
+    def _branches(self, name: str, jobs: list[Job], limit: int,
+                  stop: Callable[[list[Execution]], bool]
+                  ) -> tuple[list[tuple[int, Execution]], Execution | None]:
+        """Run branch jobs, at most `limit` (0: no limit) and `Env.max_workers` at once.
+        `stop(done)`, over the branches finished so far in the order they finished, says
+        the state has failed: the rest are abandoned (see the module docstring). Returns
+        the branches that ran, (index, execution) in index order, and the first that
+        failed (None if none did)."""
+        recorded = self.env.branches.pop(name, {}) if self.top else {}
+
+        def run(i: int, aborted: Callable[[], bool]) -> Execution:
+            if i in recorded:  # finished before a restart: not run again
+                return _restored(self.ex, recorded[i])
+            child = jobs[i](aborted)
+            if self.top and self.env.on_branch is not None and child.status != "ABORTED":
+                self.env.on_branch(name, i, child)
+            return child
+
         workers = min(self.env.max_workers, limit or self.env.max_workers, len(jobs) or 1)
         if workers <= 1:
             done: list[Execution] = []
-            for job in jobs:
-                done.append(job())
-                if stop(done):
+            for i in range(len(jobs)):
+                done.append(run(i, self._aborted))
+                if stop(done) or self._aborted():
                     break
-            return done
-        with ThreadPoolExecutor(workers, thread_name_prefix="squall-asl") as pool:
-            return list(pool.map(lambda job: job(), jobs))
+            ran = list(enumerate(done))
+        else:
+            abort, lock = threading.Event(), threading.Lock()
+            finished: dict[int, Execution] = {}
+            done = []
+
+            def aborted() -> bool:
+                return abort.is_set() or self._aborted()
+
+            def tracked(i: int) -> None:
+                # the bookkeeping on the branch's own thread, so an abort is set before
+                # that thread can take the next branch (which then stops at once)
+                try:
+                    child = run(i, aborted)
+                except BaseException:
+                    abort.set()  # (a branch raised: the machine timed out, or a bug)
+                    raise
+                with lock:
+                    finished[i] = child
+                    if child.status != "ABORTED":
+                        done.append(child)
+                        if not abort.is_set() and stop(done):
+                            abort.set()  # AWS aborts the rest
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="squall-asl") as pool:
+                for fut in [pool.submit(tracked, i) for i in range(len(jobs))]:
+                    fut.result()
+            ran = [(i, finished[i]) for i in sorted(finished)
+                   if finished[i].history or finished[i].status != "ABORTED"]
+        if self._aborted():  # this state is inside a branch being aborted: so is its own
+            raise Fail(BRANCH_FAILED, "aborted")  # branch (see _child)
+        return ran, next((c for c in done if c.status != "SUCCEEDED"), None)
 
     def _child(self, spec: dict[str, Any], data: Any, map_item: dict[str, Any] | None
-               ) -> Callable[[], Execution]:
-        def run() -> Execution:
+               ) -> Job:
+        def run(aborted: Callable[[], bool]) -> Execution:
             child = Execution(id=self.ex.id, name=self.ex.name, machine=self.ex.machine,
                               input=self.ex.input, start_time=self.ex.start_time,
                               current=spec["StartAt"], state_input=data,
                               variables=dict(self.ex.variables), map_item=map_item)
             hist = History(child.history)
             scope = type(self)(self.machine, spec, child, self.env, hist)
+            scope._aborted = aborted
             try:
                 while child.current is not None:
+                    if aborted():  # another branch failed the state: stop here
+                        child.status = "ABORTED"
+                        return child
                     nxt, out = scope.run_state(child.current, child.state_input)
                     child.current, child.state_input = nxt, out
                 child.status, child.output = "SUCCEEDED", child.state_input
             except Fail as f:
                 child.status, child.error, child.cause = "FAILED", f.error, f.cause
+                if aborted():  # (a nested Parallel or Map stopped by the same abort)
+                    child.status = "ABORTED"
             return child
         return run
 
@@ -72,17 +151,16 @@ class FanOut:
         if "Parameters" in spec:
             data = self.template(name, spec["Parameters"], data, ctx, "Parameters")
         self.hist.add("ParallelStateStarted", self.env.now())
-        children = self._branches([self._child(b, copy.deepcopy(data), self.ex.map_item)
-                                   for b in spec["Branches"]], 0,
-                                  lambda done: done[-1].status != "SUCCEEDED")
-        for c in children:
+        ran, failed = self._branches(
+            name, [self._child(b, copy.deepcopy(data), self.ex.map_item)
+                   for b in spec["Branches"]], 0, lambda done: done[-1].status != "SUCCEEDED")
+        for _, c in ran:
             self.hist.extend(c.history)
-        failed = next((c for c in children if c.status != "SUCCEEDED"), None)
         if failed is not None:
             self.hist.add("ParallelStateFailed", self.env.now())
             self._raise_child(failed)
         self.hist.add("ParallelStateSucceeded", self.env.now())
-        return self._finish(name, spec, raw, data, [c.output for c in children], ctx)
+        return self._finish(name, spec, raw, data, [c.output for _, c in ran], ctx)
 
     def _raise_child(self, child: Execution) -> None:
         if child.error == RUNTIME or child.error == DATA_LIMIT_EXCEEDED:
@@ -120,7 +198,7 @@ class FanOut:
             return (tol_count is not None and failed > tol_count) or (
                 tol_pct is not None and failed * 100.0 / len(items) > tol_pct)
 
-        children = self._branches(jobs, limit, exceeded)
+        ran, first_failed = self._branches(name, jobs, limit, exceeded)
         # a DISTRIBUTED map runs its items as child executions (a Map Run): their states
         # are not in this execution's history, as on AWS
         distributed = isinstance(proc, dict) and (proc.get("ProcessorConfig") or {}).get(
@@ -129,12 +207,17 @@ class FanOut:
             self.hist.add("MapRunStarted", self.env.now())
         failures = 0
         results = []
-        for i, c in enumerate(children):
+        for i, c in ran:
             if not distributed:
                 self.hist.add("MapIterationStarted", self.env.now(),
                               {"index": i, "name": name})
                 self.hist.extend(c.history)
-            if c.status == "SUCCEEDED":
+            if c.status == "ABORTED":  # another iteration failed the Map first
+                if not distributed:
+                    self.hist.add("MapIterationAborted", self.env.now(),
+                                  {"index": i, "name": name})
+                failures += 1
+            elif c.status == "SUCCEEDED":
                 if not distributed:
                     self.hist.add("MapIterationSucceeded", self.env.now(),
                                   {"index": i, "name": name})
@@ -153,7 +236,8 @@ class FanOut:
                 tol_pct is None or failures * 100.0 / len(items) <= tol_pct)
             if not tolerated:
                 self.hist.add("MapStateFailed", self.env.now())
-                self._raise_child(next(c for c in children if c.status != "SUCCEEDED"))
+                self._raise_child(first_failed or next(c for _, c in ran
+                                                       if c.status != "SUCCEEDED"))
             if not within:
                 self.hist.add("MapStateFailed", self.env.now())
                 raise StatesError(TOLERATED_FAILURE,

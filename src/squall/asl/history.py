@@ -33,6 +33,7 @@ _DETAIL = {
     "MapIterationStarted": "mapIterationStartedEventDetails",
     "MapIterationSucceeded": "mapIterationSucceededEventDetails",
     "MapIterationFailed": "mapIterationFailedEventDetails",
+    "MapIterationAborted": "mapIterationAbortedEventDetails",
     "MapStateSucceeded": None,
     "MapStateFailed": None,
     "ParallelStateStarted": None,

@@ -6,6 +6,9 @@ numbered 1, 2, 3, ... per execution without gaps. The engine above never updates
 history event; it appends, and may change the execution's status in the same
 transaction (one durable write per step checkpoint). An inbox carries requests from
 outside the engine's process (signals, cancels from the CLI) until the engine takes them.
+A handoff is what an execution owes when it ends (an asynchronous invocation's
+on-success / on-failure destinations, squall.workflows.handoff): kept beside the
+history, not in it, so recording one never races the execution's own appends.
 
 Python workflows (squall.workflows) and Amazon States Language executions (squall.asl)
 share this store: `kind` tells them apart, event types are theirs to define.
@@ -99,6 +102,12 @@ class InboxItem:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    execution_id: str
+    data: dict[str, Any]
+
+
 class WorkflowStore(Protocol):
     def create(self, execution: Execution, events: Sequence[tuple[str, dict[str, Any]]]
                ) -> Execution:
@@ -133,6 +142,18 @@ class WorkflowStore(Protocol):
 
     def done(self, item_ids: Sequence[int]) -> None:
         """Remove inbox items the engine has handled."""
+        ...
+
+    def hand_off(self, execution_id: str, data: dict[str, Any]) -> None:
+        """Record (or replace) what `execution_id` owes when it ends; durable on return."""
+        ...
+
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
+        """The handoffs not dropped yet (of one execution, or all, oldest first)."""
+        ...
+
+    def drop_handoff(self, execution_id: str) -> None:
+        """Forget a handoff once it has been delivered (no error if there is none)."""
         ...
 
     def close(self) -> None: ...

@@ -10,6 +10,10 @@ The service is awaited on the supervisor's loop: waiting costs a future, not a p
 
 An invocation that resumes a parked execution (the timer fired) answers with
 `"resumed": true`; nobody waits on it: its first caller already does.
+
+An asynchronous delivery does not wait either: it invokes with `follow=False`, gets the
+parked answer itself, hands the execution its destinations and is done
+(squall.sources.events, squall.workflows.handoff).
 """
 
 from __future__ import annotations

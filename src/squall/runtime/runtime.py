@@ -237,9 +237,11 @@ class Runtime:
 
     async def invoke(
         self, function: str, kind: str, payload: Any, *, request_id: str | None = None,
-        trace: str | None = None,
+        trace: str | None = None, follow: bool = True,
     ) -> InvocationResult:
-        """Run one invocation to completion. `payload`: JSON text (event) or wire HTTP request."""
+        """Run one invocation to completion. `payload`: JSON text (event) or wire HTTP request.
+        `follow=False`: a parked answer comes back as it is, the caller deals with the
+        execution (an async delivery hands its destinations over, squall.sources.events)."""
         pool = self.pools.get(function)
         if pool is None:
             raise UnknownFunction(self.app_name, function, list(self.configs))
@@ -268,7 +270,7 @@ class Runtime:
                 self.tracer.invocation(own, parent, result, kind)
             return result
         # a state machine parked at a long Wait: its outcome comes when the timer fires
-        return await parked.follow(self.services, await future)
+        return await parked.follow(self.services, await future) if follow else await future
 
     def finish(self, cfg: FunctionConfig, pending: Pending, *, status: str, value: Any,
                error_type: str | None, error_message: str | None, stack: list[str] | None,

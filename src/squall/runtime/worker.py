@@ -2,7 +2,10 @@
 
 It runs a blocking, single-threaded loop over its socket and serves one invocation at a
 time (Lambda's model). Frames may arrive pipelined; they wait in the socket and in
-`pending` until their turn. Everything the function writes to fd 1/2 (print, logging,
+`pending` until their turn. Within an invocation, several threads may call the
+supervisor at once (a state machine's Map and Parallel branches: `call`): each CALL
+carries its own id, one waiting thread at a time reads the socket and hands every reply
+to the thread that asked for it, so the calls overlap instead of running in turn. Everything the function writes to fd 1/2 (print, logging,
 tracebacks, C extensions) lands in a memfd the supervisor also holds, and is shipped with
 each result; if the worker is killed mid-invocation the supervisor reads what was left.
 
@@ -21,6 +24,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -73,7 +77,10 @@ def prepare() -> Prepared:
 
 
 class _WorkerInvoker:
-    """`app.invoke`/`app.send` inside a worker: a CALL frame to the supervisor, then wait."""
+    """`app.invoke`/`app.send` inside a worker: a CALL frame to the supervisor, then wait.
+    Safe to use from several threads of one invocation (`concurrent_calls`)."""
+
+    concurrent_calls = True
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -165,6 +172,12 @@ class Worker:
         self.pending: deque[list] = deque()
         self.replies: dict[int, list] = {}
         self.next_call = 0
+        # CALLs from several threads: ids and the reply table under `_calls`; one thread
+        # at a time reads the socket (`_reading`) and wakes the others; frames are written
+        # whole under `_send_lock`
+        self._calls = threading.Condition(threading.Lock())
+        self._reading = False
+        self._send_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.invocations = 0
         self.trace: str | None = None
@@ -210,16 +223,21 @@ class Worker:
     # -- I/O -----------------------------------------------------------------------
 
     def send(self, frame: list) -> None:
-        self.sock.sendall(P.pack(frame))
+        data = P.pack(frame)
+        with self._send_lock:  # (sendall may write in pieces: never interleave two)
+            self.sock.sendall(data)
 
     def _read(self) -> None:
+        """Read what the socket has: replies go to `replies`, the rest to `pending`. Only
+        the serving loop between invocations, or the one thread `call` elected, reads."""
         data = self.sock.recv(1 << 16)
         if not data:
             os._exit(0)  # the supervisor closed us: reaped, or gone
         self.unpacker.feed(data)
         for frame in self.unpacker:
             if frame[0] == P.CALL_REPLY:
-                self.replies[frame[1]] = frame
+                with self._calls:
+                    self.replies[frame[1]] = frame
             else:
                 self.pending.append(frame)
 
@@ -230,17 +248,33 @@ class Worker:
         return self.loop
 
     def call(self, op: str, payload: Any) -> Any:
-        """Ask the supervisor for a service (invoke, send, ...) and wait for the answer."""
-        self.next_call += 1
-        call_id = self.next_call
+        """Ask the supervisor for a service (invoke, send, ...) and wait for the answer.
+
+        Thread-safe: the supervisor serves each CALL as it comes and answers by id, in
+        any order. The first waiting thread reads the socket for everyone (until its own
+        reply came), the others sleep on `_calls` and are woken after each read."""
+        with self._calls:
+            self.next_call += 1
+            call_id = self.next_call
         try:
             self.send([P.CALL, call_id, op, payload])
         except OverflowError:  # msgpack carries integers up to 64 bits (hostile input)
             raise _STATE_ERRORS["InvalidItem"](
                 f"{op}: an integer does not fit in 64 bits; store it as a string") from None
-        while call_id not in self.replies:
-            self._read()
-        _, _, ok, value = self.replies.pop(call_id)
+        with self._calls:
+            while call_id not in self.replies:
+                if self._reading:  # another thread reads: it wakes us after each read
+                    self._calls.wait()
+                    continue
+                self._reading = True
+                self._calls.release()
+                try:
+                    self._read()
+                finally:
+                    self._calls.acquire()
+                    self._reading = False
+                    self._calls.notify_all()
+            _, _, ok, value = self.replies.pop(call_id)
         if ok:
             return value
         if value.get("errorType") == "AccessDenied":  # least privilege, for any service

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -21,7 +22,8 @@ from ..events import bus
 from ..events.envelope import new_traceparent
 from ..events import topic as topic_events
 from ..events.patterns import compile_pattern
-from .events import EventConsumer
+from ..observe import logs
+from .events import EventConsumer, handoff, handoff_record
 from .leases import DEFAULT_TTL_S, LeaseKeeper, new_node_id
 from .scheduler import Scheduler
 from .stream import StreamConsumer
@@ -55,6 +57,9 @@ class Messaging:
         self.topics: set[str] = set()
         self.scheduler = Scheduler(broker, {}, clock=clock)
         self.running = False
+        # the app's orchestration once attached (squall.workflows.wiring.attach_messaging):
+        # async invocations of workflows and state machines hand over to executions
+        self.durable: Any = None
 
     def configure(self, configs: dict[str, FunctionConfig],
                   rules: list[RuleConfig] | None = None,
@@ -81,8 +86,8 @@ class Messaging:
             elif cfg.kind == "function":
                 trigger = cfg.async_trigger()
                 self.consumers[trigger.queue] = EventConsumer(
-                    self.broker, self.invoke, cfg, trigger, self.deliver, clock=self.clock,
-                    rand=self.rand)
+                    self.broker, self.invoke, cfg, trigger, self.deliver,
+                    durable=lambda: self.durable, clock=self.clock, rand=self.rand)
 
     def known_queues(self) -> dict[str, int]:
         """User queue name -> message size limit, for every queue and dead-letter queue."""
@@ -94,8 +99,11 @@ class Messaging:
             out[c.trigger.dead_letter_queue] = c.trigger.max_message_bytes
         return out
 
-    async def invoke_async(self, function: str, body: str, trace: str | None = None) -> str:
-        """Queue an asynchronous invocation; returns its request id once durable."""
+    async def invoke_async(self, function: str, body: str, trace: str | None = None, *,
+                           dedup_key: str | None = None) -> str:
+        """Queue an asynchronous invocation; returns its request id once durable. One of
+        a workflow starts its execution at once (the id is the execution's). A
+        `dedup_key` seen in the dedup window makes it a no-op (a destination resent)."""
         cfg = self.configs.get(function)
         if cfg is None or cfg.kind != "function":
             known = ", ".join(sorted(n for n, c in self.configs.items() if c.kind == "function"))
@@ -105,8 +113,15 @@ class Messaging:
         data = body.encode()
         if len(data) > DEFAULT_MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"_async.{function}", len(data), DEFAULT_MAX_MESSAGE_BYTES)
-        (mid,) = await self.broker.send(f"_async.{function}",
-                                        [OutMessage(body=data, trace=trace or new_traceparent())])
+        if self.durable is not None:  # the same key, the same execution: started once
+            eid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"squall:{function}:{dedup_key}")
+                      if dedup_key else uuid.uuid4())
+            started = await self.durable.start_async(function, body, eid, trace,
+                                                     handoff(cfg, eid, data, 1))
+            if started is not None:
+                return started
+        (mid,) = await self.broker.send(f"_async.{function}", [OutMessage(
+            body=data, trace=trace or new_traceparent(), dedup_key=dedup_key)])
         return mid
 
     # -- streams ---------------------------------------------------------------------
@@ -265,13 +280,18 @@ class Messaging:
         raise ValueError(f"unknown idempotency operation {op!r}")
 
     async def deliver(self, destination: str, record: dict[str, Any]) -> None:
-        """Send a destination record: `queue:NAME`, `function:NAME` (async), ..."""
+        """Send a destination record: `queue:NAME`, `function:NAME` (async), ... Queue and
+        function destinations deduplicate by request id and outcome: a record sent again
+        within the dedup window (a redelivery, a restart mid-delivery) is dropped."""
         kind, _, target = destination.partition(":")
         body = json.dumps(record)
+        context = record.get("requestContext", {})
+        key = (f"destination:{context['requestId']}:{context.get('condition') == 'Success'}"
+               if context.get("requestId") else None)
         if kind == "queue":
-            await self.send(target, [{"body": body}])
+            await self.send(target, [{"body": body, "dedup_key": key}])
         elif kind == "function":
-            await self.invoke_async(target, body)
+            await self.invoke_async(target, body, dedup_key=key)
         elif kind == "topic":
             await self.notify(json.dumps({"topic": target, "message": record}))
         elif kind == "bus":
@@ -280,9 +300,22 @@ class Messaging:
             await self.publish(json.dumps({
                 "source": "squall.lambda",
                 "detail-type": f"Lambda Function Invocation Result - {outcome}",
-                "detail": record}))
+                "detail": record,  # (an event id archived before is not delivered again)
+                **({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, key))} if key else {})}))
         else:
             raise UnknownQueue(f"destination {destination!r} is not available yet")
+
+    async def deliver_handoff(self, data: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """A handed-over execution ended (squall.workflows.handoff): its outcome to the
+        destination its async invocation had."""
+        destination, record = handoff_record(data, outcome)
+        if destination:
+            await self.deliver(destination, record)
+        if "errorType" in outcome:
+            logs.event("async invocation failed", logging.WARNING, function=data["function"],
+                       request_id=data["request_id"], condition="RetriesExhausted",
+                       attempts=data.get("invoke_count"), destination=destination,
+                       error=f"{outcome['errorType']}: {outcome.get('errorMessage')}")
 
     async def start(self) -> None:
         self.running = True

@@ -203,6 +203,7 @@ class TestClient:
             self.orchestration.attach_runtime(self._invoker.services)
         else:
             self.orchestration.attach_local(self._invoker.services, self._loop.run)
+        self.orchestration.attach_messaging(self.messaging)
         self._loop.run(self.orchestration.start(live=False))
 
     def start_sources(self, *, mqtt_url: str | None = None, smtp_port: int = 0,

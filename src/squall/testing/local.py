@@ -285,7 +285,8 @@ class LocalInvoker:
         )
 
     async def invoke(self, function: str, kind: str, payload: Any, *,
-                     request_id: str | None = None, trace: str | None = None) -> InvocationResult:
+                     request_id: str | None = None, trace: str | None = None,
+                     follow: bool = True) -> InvocationResult:
         rid = request_id or str(uuid.uuid4())
         fn = self.app.functions.get(function)
         if fn is None:
@@ -305,4 +306,6 @@ class LocalInvoker:
                 duration_ms=fn.config.timeout_s * 1000.0, memory_mb=fn.config.memory_mb,
             )
         self.record(result, kind)
+        if not follow:  # (an async delivery: it hands the parked execution its destinations)
+            return result
         return await parked.follow(self.services, result)  # (a state machine's long Wait)

@@ -83,6 +83,25 @@ class WorkflowStoreConformance:
         ws.done([a])
         assert [i.kind for i in ws.inbox()] == ["cancel"]
 
+    def test_handoffs(self, open_workflows: Any, clock: FakeClock) -> None:
+        s = open_workflows(clock)
+        s.create(_ex("e"), [])
+        s.hand_off("e", {"on_success": "queue:done", "n": 1})
+        s.hand_off("f", {"n": 2})
+        s.hand_off("e", {"on_success": "queue:done", "n": 3})  # a redelivery: replaced
+        s.close()
+        s = open_workflows(clock)  # durable
+        try:
+            assert [(h.execution_id, h.data["n"]) for h in s.handoffs()] == [("e", 3),
+                                                                              ("f", 2)]
+            assert [h.data for h in s.handoffs("f")] == [{"n": 2}]
+            s.drop_handoff("e")
+            s.drop_handoff("nope")
+            assert [h.execution_id for h in s.handoffs()] == ["f"]
+            assert s.handoffs("e") == [] and len(s.handoffs(limit=1)) == 1
+        finally:
+            s.close()
+
     def test_durable_across_reopen(self, open_workflows: Any, clock: FakeClock) -> None:
         s = open_workflows(clock)
         s.create(_ex("e", parent="p"), [("WorkflowStarted", {"x": [1, 2]})])

@@ -97,6 +97,8 @@ class WorkflowEngine(RunsSteps):
         self._changed = asyncio.Event()
         self._stopping = False
         self.spans: Any = None  # squall.observe.traces.WorkflowSpans: one span per execution
+        # an execution reached a final status (squall.workflows.handoff.Handoffs.ended)
+        self.on_final: Callable[[str], None] | None = None
 
     def _trace(self, eid: str) -> dict[str, Any]:
         """invoke() keywords carrying the execution's span to its steps, if traced."""
@@ -491,6 +493,8 @@ class WorkflowEngine(RunsSteps):
             self._spawn(self._cancel_children(ex.id, f"parent {ex.id} {ex.status}"))
         if self.spans is not None:
             self.spans.end(ex.id, ex.status)
+        if self.on_final is not None:
+            self.on_final(ex.id)
         if ex.parent:
             op = _child_op(ex.id)
             if ex.status == SUCCEEDED:

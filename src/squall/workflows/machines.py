@@ -11,6 +11,11 @@ service, as one append to the workflow store (kind "state_machine"):
                                           retrier, the attempt, the back-off's end)
     StateMachineWait    {state, fire_at}  before a Wait or a parked back-off: when it
                                           ends (a restart waits out only what is left)
+    StateMachineBranch  {state, index,    each finished branch of a Parallel or Map
+                         status, output,  (Map: iteration), as it finishes (branches run
+                         error, cause,    on threads in the worker: appended one at a
+                         events}          time); the state's next StateMachineStep
+                                          supersedes them
 
 The last one finishing the execution also sets its status, output and error. Each append
 names the history length the worker last saw, so two drivers of one execution cannot
@@ -19,7 +24,11 @@ invokes the state machine again for every running execution with a resume marker
 worker rebuilds the execution from its last checkpoint and goes on from the state it
 had reached: finished states are not run again (a Task that was running when the process
 died runs again, as workflow steps do: make effects idempotent). A Parallel or Map state
-is one step: after a crash inside it, it runs again whole. A Task (or Parallel, Map)
+is one step, but its finished branches are recorded: after a crash inside it, it runs
+again with only the branches that had not finished (their outputs, errors and history
+events come from the records; retries inside a branch are counted in memory, so an
+unfinished branch starts again with fresh attempts; a nested Parallel or Map runs again
+with its branch). A Task (or Parallel, Map)
 state with Retry resumes its retry count and back-off schedule from the last failed
 attempt recorded, so a restart never grants fresh attempts (at most MaxAttempts + 1 in
 all; one attempt may run twice if the process dies while it runs, as above).
@@ -33,7 +42,9 @@ after a restart and goes on from its Wait or its next attempt. `recover()` re-ar
 timer of a parked execution whose wait has not ended (after a restart it fires at
 fire_at, or at once if that has passed). Whoever invoked the state machine waits on the
 "parked" service (`outcome`): the invoker hands the execution's final output or error
-to the caller, so `app.invoke` still returns when the execution ends. Shorter waits
+to the caller, so `app.invoke` still returns when the execution ends. An asynchronous
+delivery does not wait: it hands the execution its destinations and is done, and
+`on_final` (squall.workflows.handoff) delivers them when the execution ends. Shorter waits
 sleep in the worker (a park and a resume cost more than a second's sleep), as do all
 waits of a state machine declared with an injected `sleep` (tests).
 
@@ -69,17 +80,22 @@ _STATUS = {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "TIMED_OUT": TIMED_OUT}
 
 def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
     """What a worker needs to go on: the state at the last checkpoint with the whole ASL
-    history, a pending Wait's end, and the store's history length (for fencing)."""
+    history, a pending Wait's end, the finished branches of the current Parallel or Map
+    (`branch_record`s), and the store's history length (for fencing)."""
     ex = store.get(eid)
     if ex is None:
         raise LookupError(f"no state machine execution {eid!r}")
     state: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     fire_at = wake_at = None
+    branches: list[dict[str, Any]] = []
     for e in store.history(eid):
         if e.type in ("StateMachineStarted", "StateMachineStep"):
-            state, fire_at, wake_at = e.data["state"], None, None
+            state, fire_at, wake_at, branches = e.data["state"], None, None, []
             events.extend(e.data.get("events") or [])
+        elif e.type == "StateMachineBranch" and state is not None and (
+                e.data.get("state") == state.get("current")):
+            branches.append({k: v for k, v in e.data.items() if k != "state"})
         elif e.type == "StateMachineWait" and state is not None and (
                 e.data.get("state") == state.get("current")):
             fire_at = e.data["fire_at"]
@@ -88,7 +104,7 @@ def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
         state = {**state, "history": events}
     return {"id": ex.id, "status": ex.status, "state": state, "fire_at": fire_at,
             "wake_at": wake_at, "length": ex.length, "output": ex.output,
-            "error": ex.error}
+            "error": ex.error, "branches": branches}
 
 
 class MachineExecutions:
@@ -109,6 +125,9 @@ class MachineExecutions:
         self._armed = asyncio.Event()  # (tests: until an execution parks)
         self._timer_loop_task: asyncio.Task[None] | None = None
         self._outcomes: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        # an execution reached a final status (squall.workflows.handoff.Handoffs.ended:
+        # the destinations of the asynchronous invocation that started it)
+        self.on_final: Callable[[str], None] | None = None
 
     async def _doc(self, eid: str) -> dict[str, Any]:
         doc = resume_doc(self.store, eid)
@@ -159,9 +178,19 @@ class MachineExecutions:
                 logs.event("state machine execution finished", execution=eid, status=status)
                 self._settle(eid, {"output": state.get("output")} if error is None
                              else error)
+                if self.on_final is not None:
+                    self.on_final(eid)
                 if self.leases is not None:
                     await self.leases.release(f"sm:{eid}")
             return out
+        if op == "branch":  # id, state name, branch_record, expected length
+            eid, current, record, length = a
+            if not isinstance(record, dict) or not isinstance(record.get("index"), int):
+                raise ValueError(f"state machine execution {eid!r}: a branch record needs "
+                                 f"an integer index, got {record!r}")
+            return self.store.append(eid, [("StateMachineBranch", {"state": current,
+                                                                   **record})],
+                                     expected_length=length)
         if op == "wait":  # id, state name, fire_at, expected length
             eid, current, fire_at, length = a
             return self.store.append(eid, [("StateMachineWait", {

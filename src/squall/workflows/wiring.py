@@ -7,6 +7,11 @@ With a postgresql:// store URL (the distributed mode) both stores are the Postgr
 on that database and schema, shared by every node: the engine then takes a lease per
 execution (`wf:<id>`) before it advances one, and each event consumer runs on the node
 that holds `eventstore:<function>`. Otherwise they are SQLite files under the data dir.
+
+`attach_messaging` lets the app's asynchronous invocations hand over to executions
+(squall.workflows.handoff): an async invocation of a workflow starts its execution and
+is done; one of a state machine is done when the execution parks; their destinations
+get the final outcome when the execution ends.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..backends.sqlite.workflows import SqliteWorkflowStore
 from ..eventstore.service import EventStoreService
 from ..runtime import parked
 from .engine import WorkflowEngine
+from .handoff import Handoffs
 from .machines import MachineExecutions
 
 
@@ -57,6 +63,9 @@ class Orchestration:
             self.workflow_store, invoke, leases=leases if self.shared else None, clock=clock)
         self.events = EventStoreService(self.event_store, invoke, leases=leases)
         self.events.configure(manifest)
+        self.handoffs = Handoffs(self.workflow_store)  # async invocations' destinations
+        self.engine.on_final = self.machines.on_final = self.handoffs.ended
+        self.messaging: Any = None  # squall.sources.messaging.Messaging, once attached
 
     def reconfigure(self, manifest: dict[str, Any]) -> None:
         self.engine.configure({w["name"]: w for w in manifest.get("workflows", [])})
@@ -67,13 +76,42 @@ class Orchestration:
                 "state_machine": self.machines.serve,
                 parked.SERVICE: self.machines.outcome}  # (awaited by the invoker itself)
 
+    # -- asynchronous invocations (squall.sources.messaging calls these) ------------------
+
+    def attach_messaging(self, messaging: Any) -> None:
+        """Async invocations of workflows start executions here, parked ones are handed
+        over, and ended executions' destinations are delivered through `messaging`."""
+        self.messaging = messaging
+        messaging.durable = self
+        self.handoffs.deliver = messaging.deliver_handoff
+
+    async def start_async(self, function: str, body: str, execution_id: str,
+                          trace: str | None, handoff: dict[str, Any] | None) -> str | None:
+        """An async invocation of workflow `function`: start its execution (or find the
+        one with this id: a redelivery) and hand it the destinations; its id. None when
+        `function` is not a workflow (it runs as a function)."""
+        import json
+
+        if function not in self.engine.workflows:
+            return None
+        ex = await self.engine.start(function, json.loads(body) if body else None,
+                                     id=execution_id, trace=trace)
+        if handoff is not None:
+            await self.handoffs.hold(ex.id, handoff)
+        return ex.id
+
+    async def hand_off(self, execution_id: str, handoff: dict[str, Any]) -> None:
+        """A state machine's async invocation parked: its execution owes the rest."""
+        await self.handoffs.hold(execution_id, handoff)
+
     def route_invoke_async(self, invoke_async: Callable[..., Any]) -> Callable[..., Any]:
-        """`app.invoke_async(workflow, …)` starts an execution (its id is the answer)."""
+        """`app.invoke_async(workflow, …)` starts an execution (its id is the answer);
+        through the attached messaging (and its destinations) once there is one."""
         engine = self.engine
 
         async def routed(payload: Any) -> Any:
             function, body, *rest = payload
-            if function in engine.workflows:
+            if function in engine.workflows and self.messaging is None:
                 import json
 
                 return (await engine.start(function, json.loads(body) if body else None,
@@ -88,6 +126,7 @@ class Orchestration:
             await self.events.start()
         else:
             await self.engine.recover()
+        await self.handoffs.recover()  # outcomes that ended while nobody could deliver
         if self.shared and self.machines.leases is None:
             return  # several nodes without leases: resuming could double-drive
         if live:
@@ -99,6 +138,7 @@ class Orchestration:
         await self.events.stop()
         await self.machines.stop()
         await self.engine.stop()
+        await self.handoffs.stop()
 
     def close(self) -> None:
         self.workflow_store.close()
@@ -115,7 +155,7 @@ class Orchestration:
         engine, plain = self.engine, services.get("invoke_async")
 
         def invoke_async(function: str, body: str, trace: Any = None) -> Any:
-            if function in engine.workflows:
+            if function in engine.workflows and self.messaging is None:
                 return run(engine.start(function, json.loads(body) if body else None)).id
             assert plain is not None
             return plain(function, body, trace)
@@ -136,3 +176,4 @@ class Orchestration:
         await self.engine.idle()
         await self.events.drain()
         await self.engine.idle()
+        await self.handoffs.idle()

@@ -11,8 +11,8 @@ import json
 import time
 from typing import Any, Callable, Sequence
 
-from ..workflow_store import (RUNNING, Execution, ExecutionExists, HistoryEvent, InboxItem,
-                              plan_append)
+from ..workflow_store import (RUNNING, Execution, ExecutionExists, Handoff, HistoryEvent,
+                              InboxItem, plan_append)
 from .database import Database
 
 TABLES = [
@@ -28,6 +28,8 @@ TABLES = [
         data TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (execution_id, seq))""",
     """CREATE TABLE IF NOT EXISTS wf_inbox (id BIGSERIAL PRIMARY KEY,
         execution_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS wf_handoffs (id BIGSERIAL PRIMARY KEY,
+        execution_id TEXT NOT NULL UNIQUE, data TEXT NOT NULL)""",
 ]
 
 _COLS = "id, name, kind, status, input, output, error, parent, created_at, updated_at, length"
@@ -125,6 +127,26 @@ class PgWorkflowStore:
         if item_ids:
             self.db.rows("clear the workflow inbox", "DELETE FROM wf_inbox WHERE id = ANY(%s)",
                          (list(item_ids),))
+
+    def hand_off(self, execution_id: str, data: dict[str, Any]) -> None:
+        self.db.rows("record a workflow handoff",
+                     "INSERT INTO wf_handoffs (execution_id, data) VALUES (%s, %s) "
+                     "ON CONFLICT (execution_id) DO UPDATE SET data = EXCLUDED.data "
+                     "RETURNING id", (execution_id, _dumps(data)))
+
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
+        q, args = "SELECT execution_id, data FROM wf_handoffs", []
+        if execution_id is not None:
+            q += " WHERE execution_id = %s"
+            args.append(execution_id)
+        args.append(limit)
+        rows = self.db.rows("read workflow handoffs", q + " ORDER BY id LIMIT %s", args)
+        return [Handoff(r[0], json.loads(r[1])) for r in rows]
+
+    def drop_handoff(self, execution_id: str) -> None:
+        self.db.rows("drop a workflow handoff",
+                     "DELETE FROM wf_handoffs WHERE execution_id = %s RETURNING id",
+                     (execution_id,))
 
     def close(self) -> None:
         self.db.close()

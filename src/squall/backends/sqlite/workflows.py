@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..workflow_store import (RUNNING, Execution, ExecutionExists, HistoryEvent, InboxItem,
-                              WorkflowStoreError, plan_append)
+from ..workflow_store import (RUNNING, Execution, ExecutionExists, Handoff, HistoryEvent,
+                              InboxItem, WorkflowStoreError, plan_append)
 from .tx import immediate
 
 _SCHEMA = """
@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS wf_inbox (
     id INTEGER PRIMARY KEY,
     execution_id TEXT NOT NULL,
     kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wf_handoffs (
+    id INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL UNIQUE,
     data TEXT NOT NULL
 );
 """
@@ -178,6 +183,25 @@ class SqliteWorkflowStore:
         if item_ids:
             self._tx(lambda db: db.executemany("DELETE FROM wf_inbox WHERE id = ?",
                                                [(i,) for i in item_ids]))
+
+    def hand_off(self, execution_id: str, data: dict[str, Any]) -> None:
+        self._tx(lambda db: db.execute(
+            "INSERT INTO wf_handoffs (execution_id, data) VALUES (?, ?) "
+            "ON CONFLICT (execution_id) DO UPDATE SET data = excluded.data",
+            (execution_id, _dumps(data))))
+
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
+        sql, args = "SELECT execution_id, data FROM wf_handoffs", []
+        if execution_id is not None:
+            sql += " WHERE execution_id = ?"
+            args.append(execution_id)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        return [Handoff(r[0], json.loads(r[1])) for r in rows]
+
+    def drop_handoff(self, execution_id: str) -> None:
+        self._tx(lambda db: db.execute("DELETE FROM wf_handoffs WHERE execution_id = ?",
+                                       (execution_id,)))
 
     def close(self) -> None:
         with self._lock:

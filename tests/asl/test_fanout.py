@@ -1,0 +1,177 @@
+"""Map and Parallel branches on threads (Env.max_workers) and durable per branch
+(Env.on_branch / Env.branches, the "branch" operation of the state_machine service).
+Through the engine's public entry points with in-memory runners, and in-process through
+the supervisor's service; the real-server tests are tests/test_asl_fanout.py."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from squall import App
+from squall.asl import Env, Execution, StateMachine
+from squall.asl.execution import branch_record
+from squall.asl.runner import InMemoryRunner
+from squall.testing import TestClient
+
+from .fakes import FakeClock
+
+
+def task(resource: str, **extra: Any) -> dict[str, Any]:
+    return {"StartAt": resource.upper(), "States": {
+        resource.upper(): {"Type": "Task", "Resource": resource, "End": True, **extra}}}
+
+
+def map_of(processor: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"StartAt": "M", "States": {"M": {"Type": "Map", "End": True,
+                                             "ItemProcessor": processor, **extra}}}
+
+
+def run(definition: dict[str, Any], data: Any, handlers: dict[str, Any], **env: Any
+        ) -> Execution:
+    clock = FakeClock()
+    return StateMachine("sm", definition).run(
+        data, Env(InMemoryRunner(handlers), now=clock.now, sleep=clock.sleep, **env),
+        name="ex-1")
+
+
+def test_map_iterations_run_together_up_to_max_concurrency_in_item_order() -> None:
+    # Given a Map of 8 items, 4 at a time, whose Task waits for 4 callers at once
+    barrier = threading.Barrier(4, timeout=10)
+
+    def square(n: int) -> int:
+        barrier.wait()  # (raises BrokenBarrierError unless 4 run at the same time)
+        return n * n
+    ex = run(map_of(task("sq"), MaxConcurrency=4), list(range(8)), {"sq": square},
+             max_workers=40)
+    # Then all ran, four at a time, and the output keeps the items' order
+    assert ex.status == "SUCCEEDED", ex.cause
+    assert ex.output == [n * n for n in range(8)]
+    started = [e["mapIterationStartedEventDetails"]["index"] for e in ex.history
+               if e["type"] == "MapIterationStarted"]
+    assert started == list(range(8))
+    assert [e["id"] for e in ex.history] == list(range(1, len(ex.history) + 1))
+
+
+def test_parallel_branches_run_together_and_a_failure_fails_the_state() -> None:
+    barrier = threading.Barrier(3, timeout=10)
+
+    def meet(x: Any) -> str:
+        barrier.wait()
+        return x
+    d = {"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": f"B{i}", "States": {f"B{i}": {"Type": "Task", "Resource": "meet",
+                                                  "Parameters": {"b": i}, "End": True}}}
+        for i in range(3)]}}}
+    # Given three branches that only finish if they run at the same time
+    ex = run(d, {}, {"meet": meet}, max_workers=40)
+    assert ex.output == [{"b": 0}, {"b": 1}, {"b": 2}]
+    # When one of them fails, the Parallel fails with its error
+    ex = run(d, {}, {"meet": lambda x: 1 / 0 if x["b"] == 1 else x}, max_workers=40)
+    assert ex.status == "FAILED" and ex.error == "ZeroDivisionError"
+    assert [e["type"] for e in ex.history].count("ParallelStateFailed") == 1
+
+
+def test_after_a_failure_no_further_iteration_starts() -> None:
+    # Given a Map, two at a time, whose first item fails once the second has started,
+    # and the second holds its thread until the failure is in
+    second, failed = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def f(n: int) -> int:
+        ran.append(n)
+        if n == 0:
+            assert second.wait(10)
+            failed.set()
+            raise ValueError("bad item")
+        second.set()
+        assert failed.wait(10)
+        return n
+    ex = run(map_of(task("f"), MaxConcurrency=2), list(range(10)), {"f": f},
+             max_workers=40)
+    # Then the Map failed with it; only the thread that held item 1 could have started
+    # one more before the failure was counted, the rest never ran
+    assert ex.status == "FAILED" and ex.error == "ValueError"
+    assert ran[:2] in ([0, 1], [1, 0]) and len(ran) <= 3, ran
+    types = [e["type"] for e in ex.history]
+    assert types.count("MapIterationFailed") == 1 and "MapStateFailed" in types
+
+
+def test_finished_branches_are_reported_and_not_run_again_after_a_restart() -> None:
+    definition = map_of({"StartAt": "Inner", "States": {"Inner": {
+        "Type": "Parallel", "End": True, "Branches": [task("f")]}}},
+        ToleratedFailureCount=1)
+    calls: list[int] = []
+
+    def f(n: int) -> int:
+        calls.append(n)
+        if n == 2:
+            raise ValueError("two")
+        return n * 10
+    # Given a durable runner that keeps each finished iteration of the top-level Map
+    # (the nested Parallel's branches are part of their iteration: not reported)
+    reported: dict[int, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def on_branch(state: str, index: int, child: Execution) -> None:
+        assert state == "M"
+        with lock:
+            reported[index] = branch_record(index, child)
+    first = run(definition, [0, 1, 2, 3], {"f": f}, max_workers=40, on_branch=on_branch)
+    assert sorted(reported) == [0, 1, 2, 3] and reported[2]["status"] == "FAILED"
+    assert first.output[2]["Error"] == "ValueError"
+    # When the state runs again after a restart with items 0 and 2 recorded
+    calls.clear()
+    again = run(definition, [0, 1, 2, 3], {"f": f}, max_workers=40,
+                branches={"M": {0: reported[0], 2: reported[2]}})
+    # Then only 1 and 3 ran, and output and history are those of the whole run
+    assert sorted(calls) == [1, 3]
+    assert again.output == first.output
+    assert [e["type"] for e in again.history] == [e["type"] for e in first.history]
+
+
+def test_the_state_machine_service_records_branches_and_resume_skips_them() -> None:
+    clock = FakeClock()
+    app = App("durablemap")
+    calls: list[int] = []
+
+    @app.function
+    def f(event, ctx):
+        calls.append(event)
+        return event * 10
+
+    definition = map_of(task("f"))
+    app.state_machine("sm", definition, now=clock.now, sleep=clock.sleep)
+    with TestClient(app) as client:
+        svc = client.orchestration.machines
+        # Given an execution that died in its Map after iterations 0 and 2 finished
+        records: dict[int, dict[str, Any]] = {}
+        run(definition, [0, 1, 2], {"f": lambda n: n * 10},
+            on_branch=lambda state, i, child: records.update({i: branch_record(i, child)}))
+        machine = StateMachine("sm", definition)
+        ex = machine.start([0, 1, 2], name="e1", now=clock.now())
+        state = ex.to_dict()
+        events = state.pop("history")
+        doc = client.call(lambda: svc.serve(["begin", "sm", "e1", [0, 1, 2], state,
+                                             events]))
+        length = doc["length"]
+        for i in (0, 2):
+            length = client.call(lambda: svc.serve(["branch", "e1", "M", records[i],
+                                                    length]))
+        with pytest.raises(ValueError, match="integer index"):
+            client.call(lambda: svc.serve(["branch", "e1", "M", {"index": "x"}, length]))
+        # When the supervisor recovers it
+        assert client.call(svc.recover) == 1
+        client.call(svc.idle)
+        # Then only iteration 1 ran, and the execution ends with the whole output
+        final = client.workflows.describe("e1")
+        assert final["status"] == "succeeded" and final["output"] == [0, 10, 20]
+        assert calls == [1]
+        kinds = [e["type"] for e in client.workflows.history("e1")]
+        assert kinds == ["StateMachineStarted", "StateMachineBranch", "StateMachineBranch",
+                         "StateMachineBranch", "StateMachineStep"]
+        asl = [a["type"] for e in client.workflows.history("e1")
+               if e["type"] != "StateMachineBranch" for a in e["data"].get("events", [])]
+        assert asl.count("TaskSucceeded") == 3 and asl.count("ExecutionSucceeded") == 1
