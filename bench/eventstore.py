@@ -21,6 +21,7 @@ each round (a shared machine's load changes from second to second). Measured:
 - full replay: read every event in global order, 1,000 per page (Squall `read_all`,
   eventsourcing `select_notifications`), decoding each event's JSON, after --events
   events were appended in batches;
+- the disk's ceiling (BareSide): the single appends as bare one-row SQLite transactions;
 - workflow checkpoint: one `SqliteWorkflowStore.append` of a StepCompleted event (the
   write a step's completion costs), synchronous=FULL;
 - workflow engine end to end, in-process (TestClient): 100 sequential and 100 parallel
@@ -61,12 +62,12 @@ class SquallSide:
 
     name = "squall"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         from squall.backends.event_store import NewEvent
         from squall.backends.sqlite.eventstore import SqliteEventStore
 
         self.new = NewEvent
-        self.s = SqliteEventStore(path)
+        self.s = SqliteEventStore(path, synchronous=synchronous)
 
     def synchronous(self) -> int:
         return self.s._db.execute("PRAGMA synchronous").fetchone()[0]
@@ -102,12 +103,21 @@ class EventsourcingSide:
 
     name = "eventsourcing"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         from eventsourcing.persistence import StoredEvent
         from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
         self.stored = StoredEvent
         self.ds = SQLiteDatastore(str(path))
+        if synchronous != "FULL":  # every pooled connection, as Squall's one connection
+            make = self.ds.pool._create_connection
+
+            def create() -> Any:
+                conn = make()
+                conn._sqlite_conn.execute(f"PRAGMA synchronous={synchronous}")
+                return conn
+
+            self.ds.pool._create_connection = create  # type: ignore[method-assign]
         self.r = SQLiteApplicationRecorder(self.ds)
         self.r.create_table()
 
@@ -149,6 +159,51 @@ class EventsourcingSide:
         self.ds.close()
 
 
+class BareSide:
+    """The disk's ceiling for one sequential writer's single appends: a bare loop of
+    `BEGIN IMMEDIATE; INSERT one row; COMMIT` on Squall's schema and pragmas (the same
+    row, no version check, no Python around it). Any store that fsyncs each append costs
+    at least this, so rate(bare) / rate(eventsourcing) is the highest ratio an fsync'd
+    sequential single append can reach on this machine."""
+
+    name = "bare"
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        from squall.backends.sqlite.eventstore import _SCHEMA, WAL_PAGES
+
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        self.db.executescript(_SCHEMA)
+
+    def synchronous(self) -> int:
+        return self.db.execute("PRAGMA synchronous").fetchone()[0]
+
+    def wal_pages(self) -> int:
+        return self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+    def appender(self, prefix: str) -> Callable[[int, int], None]:
+        versions: dict[int, int] = {}
+        execute, data = self.db.execute, json.dumps(PAYLOAD)
+        position = [0]
+
+        def go(k: int, count: int) -> None:
+            assert count == 1, "the bare loop measures single appends only"
+            v = versions.get(k, 0) + 1
+            position[0] += 1
+            execute("BEGIN IMMEDIATE")
+            execute("INSERT INTO es_events VALUES (?,?,?,?,?,?,?,?)",
+                    (position[0], f"{prefix}-{k}", v, "Deposited", data, "{}", 1, 0.0))
+            execute("COMMIT")
+            versions[k] = v
+
+        return go
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def measure(side: Any, kind: str, n: int, streams: int, batch: int, writers: int
             ) -> float:
     """Events per second of one measurement on a fresh store `side`."""
@@ -182,18 +237,21 @@ KINDS = ("single", "single_mt", "batched", "batched_mt", "replay")
 
 
 def compare(d: Path, n: int, streams: int, batch: int, writers: int, rounds: int,
-            kinds: tuple[str, ...] = KINDS
+            kinds: tuple[str, ...] = KINDS, synchronous: str = "FULL"
             ) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
     """Each measurement `rounds` times, the two sides alternating (so a load change on a
     shared machine hits both), each time on fresh database files."""
-    rates: dict[str, dict[str, list[float]]] = {"squall": {}, "eventsourcing": {}}
+    rates: dict[str, dict[str, list[float]]] = {"squall": {}, "eventsourcing": {},
+                                                "bare": {}}
     sync: dict[str, int] = {}
     for r in range(rounds):
         for kind in kinds:
-            order = (SquallSide, EventsourcingSide) if r % 2 == 0 else (
+            order: tuple[Any, ...] = (SquallSide, EventsourcingSide) if r % 2 == 0 else (
                 EventsourcingSide, SquallSide)
+            if kind == "single":  # the disk's ceiling, in the same round
+                order = (BareSide, *order) if r % 2 else (*order, BareSide)
             for cls in order:
-                side = cls(d / f"{cls.name}-{kind}-{r}.db")
+                side = cls(d / f"{cls.name}-{kind}-{r}.db", synchronous)
                 try:
                     sync[cls.name] = side.synchronous()
                     sync[f"{cls.name}_wal"] = side.wal_pages()
@@ -263,6 +321,10 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help="measure only these (comma-separated); the workflow figures only "
                          "with all of them")
+    ap.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
+                    help="SQLite's synchronous setting on both sides (FULL: an append is "
+                         "fsync'd before it returns; NORMAL/OFF show what the code costs "
+                         "when the disk's flush is not the bound)")
     a = ap.parse_args()
     kinds = tuple(k for k in a.kinds.split(",") if k)
     if not kinds or set(kinds) - set(KINDS):
@@ -273,13 +335,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="squall-es-bench-") as tmp:
         d = Path(tmp)
-        rates, sync = compare(d, a.events, a.streams, a.batch, a.writers, a.rounds, kinds)
+        rates, sync = compare(d, a.events, a.streams, a.batch, a.writers, a.rounds, kinds,
+                              a.synchronous)
         cp = checkpoint_bench(d, a.steps) if every else None
     eng = engine_bench(100) if every else None
     print(f"machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, eventsourcing "
           f"{metadata.version('eventsourcing')}; synchronous squall={sync['squall']} "
-          f"eventsourcing={sync['eventsourcing']} (2 = FULL); wal_autocheckpoint squall="
+          f"eventsourcing={sync['eventsourcing']} (2 = FULL, 1 = NORMAL, 0 = OFF); wal_autocheckpoint squall="
           f"{sync['squall_wal']} eventsourcing={sync['eventsourcing_wal']} pages; medians of "
           f"{a.rounds} alternating rounds")
     w = a.writers
@@ -295,6 +358,13 @@ def main() -> None:
         ms, me = statistics.median(sq), statistics.median(es)
         rounds = " ".join(f"{x / y:.2f}" for x, y in zip(sq, es))
         print(f"{label:<36}{ms:>12,.0f}{me:>15,.0f}{ms / me:>7.2f}x   {rounds}")
+    if "single" in kinds:
+        bare = statistics.median(rates["bare"]["single"])
+        es = statistics.median(rates["eventsourcing"]["single"])
+        print(f"(the disk's ceiling for one writer's single appends: a bare SQLite loop of "
+              f"one-row transactions, same schema, made {bare:,.0f}/s, "
+              f"{bare / es:.2f}x eventsourcing; Squall ran at "
+              f"{statistics.median(rates['squall']['single']) / bare:.0%} of it)")
     if "single_mt" in kinds:
         print(f"(group commits: {a.events * a.rounds / max(sync['groups'], 1):.1f} appends "
               f"per commit in Squall's {w}-writer single appends)")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -20,3 +22,17 @@ def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def run_immediate(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn(db)` inside `immediate(db)`, without a context manager's generator: for hot
+    paths (a sequential writer's single event append spends ~3 us less)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return out
