@@ -164,7 +164,8 @@ class SqliteEventStore:
         self._lock = threading.Lock()
         self._queue: list[_Append] = []  # appends waiting for a group commit
         self._committing = False
-        self._turn = threading.Condition()
+        self._mutex = threading.Lock()  # under it: _queue, _committing, done flags
+        self._turn = threading.Condition(self._mutex)
         self.groups = 0  # group commits so far (tests, the benchmark)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -190,7 +191,7 @@ class SqliteEventStore:
     def append_many(self, batch: Sequence[tuple[str, Sequence[NewEvent], int | None]]
                     ) -> list[RecordedEvent]:
         req = _Append(batch)
-        with self._turn:
+        with self._mutex:  # (the Condition's lock: a C-level `with`, not Condition's)
             alone = not self._committing and not self._queue
             if alone:  # nobody commits or waits: this append commits now, on its own
                 self._committing = True
@@ -200,10 +201,11 @@ class SqliteEventStore:
             try:
                 self._commit([req])
             finally:
-                with self._turn:
+                with self._mutex:
                     req.done = True
                     self._committing = False
-                    self._turn.notify_all()
+                    if self._queue:  # only appends that queued wait for the turn
+                        self._turn.notify_all()
         while not req.done:
             with self._turn:
                 while self._committing and not req.done:
