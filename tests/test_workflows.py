@@ -326,3 +326,47 @@ def test_unknown_workflow_is_a_clear_error(env) -> None:
     client, *_ = env
     with pytest.raises(LookupError, match="no workflow 'nope'"):
         client.call(lambda: client.workflows.start("nope", 1))
+
+
+def test_drain_fires_due_workflow_timers_and_runs_what_they_cause() -> None:
+    app = App("sleepy")
+    got: list[object] = []
+
+    @app.function()
+    def notify(x):
+        app.send("done", {"x": x})  # (queued: the next drain round runs it)
+        return x
+
+    @app.queue("done", batch_size=10)
+    def on_done(batch, ctx):
+        got.extend(m.data["x"] for m in batch)
+
+    @app.workflow()
+    def snooze(wf, x):
+        wf.sleep(3600)
+        wf.step("notify", x)
+        wf.sleep(60)
+        return wf.step("notify", x + 1)
+
+    clock = FakeClock()
+    with TestClient(app, clock=clock) as client:
+        # Given an execution sleeping for an hour
+        eid = client.invoke_async("snooze", 1)
+        client.drain()
+        assert client.workflows.describe(eid)["status"] == "running"
+        clock.advance(3599)
+        client.drain()
+        assert got == [] and client.workflows.describe(eid)["status"] == "running"
+        # When the hour has passed, one drain fires the timer, runs the step and the
+        # message it sent, and stops at the next sleep (not due: drain is bounded)
+        clock.advance(1)
+        client.drain()
+        assert got == [1] and client.workflows.describe(eid)["status"] == "running"
+        client.drain()
+        assert got == [1]
+        clock.advance(60)
+        client.drain()
+        # Then it finished, each step once
+        assert got == [1, 2]
+        assert client.workflows.describe(eid)["output"] == 2
+        assert [i.function for i in client.invocations("notify")] == ["notify", "notify"]

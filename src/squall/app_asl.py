@@ -112,6 +112,7 @@ class StateMachineHandler:
         at a long Wait or back-off (the supervisor's timer resumes it)."""
         from .asl.engine import Env
         from .asl.execution import Execution, Parked, branch_record
+        from .workflows.machines import stored_events
 
         if doc["state"] is None:
             raise RuntimeError(f"state machine execution {doc['id']!r} has no checkpoint")
@@ -124,13 +125,25 @@ class StateMachineHandler:
         # the branches of the current Parallel or Map that finished before a restart
         recorded = {ex.current: {r["index"]: r for r in doc.get("branches") or []}}
         lock = threading.Lock()  # `length`: branches finish on their own threads
+        # the history seq of each branch record, and where recorded branches' events went
+        # in ex.history since the last checkpoint: a step stores them as references
+        seqs = {(ex.current, r["index"]): r["seq"] for r in doc.get("branches") or []
+                if "seq" in r}
+        merged: list[tuple[int, int, int, int]] = []
+
+        def on_merge(state: str, index: int, start: int, offset: int, count: int) -> None:
+            seq = seqs.get((state, index))
+            if seq is not None:  # (an aborted branch has no record: its events stay)
+                merged.append((start - sent, offset, count, seq))
 
         def checkpoint(ex: Any) -> None:
             nonlocal length, sent
             # the state without its history (no copy: the call serialises it at once)
             state = {k: getattr(ex, k) for k in ex.__dataclass_fields__ if k != "history"}
+            events, refs = stored_events(ex.history[sent:], merged)
+            merged.clear()
             with lock:
-                length = self._service(["step", eid, state, ex.history[sent:], length])
+                length = self._service(["step", eid, state, events, length, refs])
             sent = len(ex.history)
 
         def branch_done(state: str, index: int, child: Any) -> None:
@@ -138,6 +151,7 @@ class StateMachineHandler:
             with lock:
                 length = self._service(["branch", eid, state, branch_record(index, child),
                                         length])
+                seqs[(state, index)] = length  # (the one event appended: its seq)
 
         def wake_at(fire_at: float) -> float:
             # the machine's deadline if that comes first (it then times out)
@@ -161,7 +175,7 @@ class StateMachineHandler:
             step_env = Env(env.runner, now=env.now, rng=env.rng, sleep=env.sleep,
                            max_workers=env.max_workers, checkpoint=checkpoint,
                            park_after_s=park_after, wait_end=fire_at if wait else None,
-                           on_branch=branch_done, branches=recorded)
+                           on_branch=branch_done, branches=recorded, on_merge=on_merge)
             recorded = {}  # (only the state the restart found running)
             try:
                 self.machine.step(ex, step_env)

@@ -175,3 +175,87 @@ def test_the_state_machine_service_records_branches_and_resume_skips_them() -> N
         asl = [a["type"] for e in client.workflows.history("e1")
                if e["type"] != "StateMachineBranch" for a in e["data"].get("events", [])]
         assert asl.count("TaskSucceeded") == 3 and asl.count("ExecutionSucceeded") == 1
+
+
+def test_a_map_s_iteration_events_are_stored_once_and_the_history_reads_whole() -> None:
+    clock = FakeClock()
+    app = App("storedonce")
+
+    @app.function
+    def f(event, ctx):
+        return event * 10
+
+    # Given a Map of 3 items and a Parallel of 2 branches, each branch one Task
+    def one(name: str, **extra: Any) -> dict[str, Any]:
+        return {"StartAt": name, "States": {name: {"Type": "Task", "Resource": "f",
+                                                   "End": True, **extra}}}
+    handler = app.state_machine("sm", {"StartAt": "M", "States": {
+        "M": {"Type": "Map", "ItemProcessor": one("A"), "Next": "P"},
+        "P": {"Type": "Parallel", "End": True, "Branches": [
+            one("B1", InputPath="$[0]"), one("B2", InputPath="$[1]")]}}},
+        now=clock.now, sleep=clock.sleep)
+    with TestClient(app) as client:
+        # When it runs durably (checkpoints and branch records in the workflow store)
+        assert client.invoke("sm", [1, 2, 3]).output == [100, 200]
+        (ex,) = client.workflows.list(name="sm")
+        stored = client.orchestration.workflow_store.history(ex["id"])
+        whole = handler.last.history  # what the interpreter wrote, in memory
+        # Then the store holds every ASL event once: the branch records hold the
+        # iterations' events, the steps only their own and references to those
+        assert [e.type for e in stored] == ["StateMachineStarted"] + [
+            "StateMachineBranch"] * 3 + ["StateMachineStep"] + [
+            "StateMachineBranch"] * 2 + ["StateMachineStep"]
+        assert sum(len(e.data.get("events") or []) for e in stored) == len(whole)
+        tasks = [a for e in stored for a in e.data.get("events") or []
+                 if a["type"] == "TaskSucceeded"]
+        assert len(tasks) == 5
+        # and the history read back (API, squall workflows show) is the whole one, as
+        # before: each step with all its events, ids 1..n in order, AWS's shape
+        api = client.workflows.history(ex["id"])
+        rebuilt = [a for e in api if e["type"] != "StateMachineBranch"
+                   for a in e["data"]["events"]]
+        assert rebuilt == whole
+        assert [a["id"] for a in rebuilt] == list(range(1, len(rebuilt) + 1))
+        assert [(a["type"], a["previousEventId"]) for a in rebuilt[:12]] == [
+            ("ExecutionStarted", 0), ("MapStateEntered", 1), ("MapStateStarted", 2),
+            ("MapIterationStarted", 3), ("TaskStateEntered", 4), ("TaskScheduled", 5),
+            ("TaskStarted", 6), ("TaskSucceeded", 7), ("TaskStateExited", 8),
+            ("MapIterationSucceeded", 9), ("MapIterationStarted", 10),
+            ("TaskStateEntered", 11)]
+        assert all("branch_events" not in e["data"] for e in api)
+        from squall.ops.workflows import execution
+        from squall.workflows.machines import resume_doc
+
+        assert execution(client.orchestration.workflow_store, ex["id"])["history"] == api
+        # and a resume rebuilds the same history from the records
+        assert resume_doc(client.orchestration.workflow_store,
+                          ex["id"])["state"]["history"] == whole
+
+
+
+def test_a_step_s_branch_references_are_checked() -> None:
+    from squall.backends.workflow_store import WorkflowStoreError
+    from squall.workflows.machines import asl_events, stored_events
+
+    app = App("badrefs")
+    app.state_machine("sm", map_of({"StartAt": "P", "States": {
+        "P": {"Type": "Pass", "End": True}}}))
+    with TestClient(app) as client:
+        svc = client.orchestration.machines
+        machine = StateMachine("sm", map_of({"StartAt": "P", "States": {
+            "P": {"Type": "Pass", "End": True}}}))
+        state = machine.start([1], name="e1").to_dict()
+        events = state.pop("history")
+        doc = client.call(lambda: svc.serve(["begin", "sm", "e1", [1], state, events]))
+        # a step whose references are not {at, seq, offset, count} integers is refused
+        for bad in ([{"at": 0, "seq": "2", "offset": 0, "count": 1}], {"at": 0},
+                    [{"at": 0, "seq": 2, "offset": 0}]):
+            with pytest.raises(ValueError, match="branch_events must be"):
+                client.call(lambda: svc.serve(["step", "e1", state, [], doc["length"], bad]))
+    # a reference to a record that is not there is a damaged history, said so
+    with pytest.raises(WorkflowStoreError, match="branch record 7.*damaged"):
+        asl_events({"events": [], "branch_events": [
+            {"at": 0, "seq": 7, "offset": 3, "count": 1}]}, {})
+    # and runs that overlap cannot be stored as references
+    with pytest.raises(ValueError, match="overlap"):
+        stored_events([{"id": 1}, {"id": 2}], [(0, 0, 2, 5), (1, 1, 1, 6)])

@@ -44,7 +44,9 @@ class Env:
                  checkpoint: Callable[[Execution], None] | None = None,
                  park_after_s: float | None = None, wait_end: float | None = None,
                  on_branch: Callable[[str, int, Execution], None] | None = None,
-                 branches: dict[str, dict[int, dict[str, Any]]] | None = None) -> None:
+                 branches: dict[str, dict[int, dict[str, Any]]] | None = None,
+                 on_merge: Callable[[str, int, int, int, int], None] | None = None
+                 ) -> None:
         self.runner = runner
         self.now = now
         self.sleep = sleep
@@ -63,6 +65,9 @@ class Env:
         # which the state's next run takes as done instead of running them again
         self.on_branch = on_branch
         self.branches = branches if branches is not None else {}
+        # a durable runner: the events of such a branch were appended to the execution's
+        # history (state name, index, position in the history, the id they follow, count)
+        self.on_merge = on_merge
 
 
 @dataclass

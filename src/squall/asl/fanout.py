@@ -20,7 +20,9 @@ Durable runners (`Env.on_branch`, `Env.branches`): each finished branch of a top
 Parallel or Map is handed to `on_branch` as it finishes, and a state run again after a
 restart takes the branches recorded before it as done (`branch_record`) instead of
 running them again. Nested Parallels and Maps (inside a branch) are part of their
-branch: they run again with it.
+branch: they run again with it. `Env.on_merge` hears where each branch's events land in
+the execution's history, so the runner's checkpoint can refer to the branch's record
+for them instead of storing them twice.
 """
 
 from __future__ import annotations
@@ -154,13 +156,22 @@ class FanOut:
         ran, failed = self._branches(
             name, [self._child(b, copy.deepcopy(data), self.ex.map_item)
                    for b in spec["Branches"]], 0, lambda done: done[-1].status != "SUCCEEDED")
-        for _, c in ran:
-            self.hist.extend(c.history)
+        for i, c in ran:
+            self._merge(name, i, c)
         if failed is not None:
             self.hist.add("ParallelStateFailed", self.env.now())
             self._raise_child(failed)
         self.hist.add("ParallelStateSucceeded", self.env.now())
         return self._finish(name, spec, raw, data, [c.output for _, c in ran], ctx)
+
+    def _merge(self, name: str, index: int, child: Execution) -> None:
+        """A branch's events into this history (renumbered); a durable runner is told
+        where they went (`Env.on_merge`), so it can store them once (in the branch's
+        record) and have the state's checkpoint refer to them."""
+        start, offset = len(self.hist.events), self.hist.last_id
+        self.hist.extend(child.history)
+        if self.top and self.env.on_merge is not None and child.history:
+            self.env.on_merge(name, index, start, offset, len(child.history))
 
     def _raise_child(self, child: Execution) -> None:
         if child.error == RUNTIME or child.error == DATA_LIMIT_EXCEEDED:
@@ -211,7 +222,7 @@ class FanOut:
             if not distributed:
                 self.hist.add("MapIterationStarted", self.env.now(),
                               {"index": i, "name": name})
-                self.hist.extend(c.history)
+                self._merge(name, i, c)
             if c.status == "ABORTED":  # another iteration failed the Map first
                 if not distributed:
                     self.hist.add("MapIterationAborted", self.env.now(),

@@ -84,11 +84,18 @@ class History:
 
     def extend(self, other: list[dict[str, Any]]) -> None:
         """Append a child's events (a Map iteration, a Parallel branch), renumbered."""
-        base = self.last_id
-        offset = base
-        for e in other:
-            e = dict(e)
-            e["id"] = e["id"] + offset
-            e["previousEventId"] = e["previousEventId"] + offset if e["previousEventId"] \
-                else base
-            self.events.append(e)
+        self.events.extend(renumbered(other, self.last_id))
+
+
+def renumbered(events: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    """A child's events (its ids from 1) as they read in the parent's history after the
+    event with id `offset`: what `History.extend` appends, and what a durable store that
+    keeps a branch's events once (squall.workflows.machines) rebuilds."""
+    out = []
+    for e in events:
+        e = dict(e)
+        e["id"] = e["id"] + offset
+        e["previousEventId"] = e["previousEventId"] + offset if e["previousEventId"] \
+            else offset
+        out.append(e)
+    return out

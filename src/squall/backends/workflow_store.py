@@ -148,8 +148,10 @@ class WorkflowStore(Protocol):
         """Record (or replace) what `execution_id` owes when it ends; durable on return."""
         ...
 
-    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
-        """The handoffs not dropped yet (of one execution, or all, oldest first)."""
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000, *,
+                 ended: bool = False) -> list[Handoff]:
+        """The handoffs not dropped yet (of one execution, or all, oldest first); with
+        `ended`, only those whose execution has a final status (what is due)."""
         ...
 
     def drop_handoff(self, execution_id: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.workflow_store import FINAL, WorkflowStore
+from ..workflows.machines import expanded
 from . import OpsError, not_found
 
 
@@ -40,7 +41,9 @@ def execution(store: WorkflowStore, execution_id: str) -> dict[str, Any]:
     if ex is None:
         raise not_found(f"no workflow execution {execution_id!r}")
     doc = ex.to_dict()
-    doc["history"] = [e.to_dict() for e in store.history(execution_id)]
+    # (a state machine's steps with their branches' events in place: see
+    # squall.workflows.machines)
+    doc["history"] = [e.to_dict() for e in expanded(store.history(execution_id))]
     return doc
 
 

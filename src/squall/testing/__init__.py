@@ -370,21 +370,23 @@ class TestClient:
     def drain(self) -> Any:
         """Run every queued message that is visible now, and whatever that causes, to
         completion; returns counts of succeeded, retried and dead-lettered messages.
-        Retries wait for their backoff: advance the clock, then drain again."""
+        Retries wait for their backoff, and durable timers (a workflow's `ctx.sleep` or
+        signal timeout, a state machine's long Wait) for their time: advance the clock,
+        then drain again (each round fires what is due by the clock, once)."""
         assert self._loop is not None, "use `with TestClient(...)`"
         total = BatchOutcome()
         while True:
             queued = self._loop.run(self.messaging.drain(), 300)
             fed = self._loop.run(self.state.drain(), 300)
-            self._loop.run(self.orchestration.drain(), 300)
+            fired = self._loop.run(self.orchestration.drain(), 300)  # (durable timers)
             total = BatchOutcome(*(a + b + c for a, b, c in zip(
                 (total.succeeded, total.retried, total.dead_lettered),
                 (queued.succeeded, queued.retried, queued.dead_lettered),
                 (fed.succeeded, fed.retried, fed.dead_lettered))))
             # quiet only when a whole round did nothing: a workflow step run by the
-            # orchestration drain may have published or sent something new
-            if not any((fed.succeeded, fed.retried, fed.dead_lettered, queued.succeeded,
-                        queued.retried, queued.dead_lettered)):
+            # orchestration drain (a timer fired) may have published or sent something
+            if not any((fired, fed.succeeded, fed.retried, fed.dead_lettered,
+                        queued.succeeded, queued.retried, queued.dead_lettered)):
                 return total
 
     def sweep(self) -> dict[str, int]:

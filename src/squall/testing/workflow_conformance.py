@@ -99,6 +99,15 @@ class WorkflowStoreConformance:
             s.drop_handoff("nope")
             assert [h.execution_id for h in s.handoffs()] == ["f"]
             assert s.handoffs("e") == [] and len(s.handoffs(limit=1)) == 1
+            # only those of ended executions, when asked ("f" has no execution)
+            s.create(_ex("g"), [])
+            s.hand_off("g", {"n": 4})
+            s.create(_ex("h"), [])
+            s.hand_off("h", {"n": 5})
+            assert s.handoffs(ended=True) == []
+            s.append("h", [("Done", {})], status=SUCCEEDED)
+            assert [h.execution_id for h in s.handoffs(ended=True)] == ["h"]
+            assert s.handoffs("g", ended=True) == [] and len(s.handoffs("g")) == 1
         finally:
             s.close()
 

@@ -18,12 +18,14 @@ interval, so what other nodes append (a signal, a child's outcome) wakes it; eve
 interval each node also offers to drive the running executions nobody drives here, so
 a dead node's executions are taken over (replayed from history) once its leases expire.
 `result()` then polls the store, as the execution may finish on another node.
+
+Steps and a saga's compensations run in squall.workflows.steps, timers, signals and the
+inbox in squall.workflows.waits (mixins of the engine): this module drives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import random
 import time
@@ -34,8 +36,9 @@ from ..backends.workflow_store import (FINAL, NONDETERMINISTIC,
                                        SUCCEEDED, Execution, ExecutionExists, HistoryEvent,
                                        WorkflowStore, WorkflowStoreError)
 from ..observe import logs
+from .machines import expanded
 from .steps import COMPENSATION_RETRY, RunsSteps
-from .timers import timer_loop
+from .waits import Waits
 
 Invoke = Callable[..., Awaitable[Any]]  # (function, kind, payload, *, request_id) -> result
 MARKER = "__squall_workflow__"
@@ -63,7 +66,7 @@ def _child_op(child_id: str) -> int:
     return int(child_id.rsplit(".c", 1)[1])
 
 
-class WorkflowEngine(RunsSteps):
+class WorkflowEngine(RunsSteps, Waits):
     def __init__(self, store: WorkflowStore, invoke: Invoke, *,
                  workflows: dict[str, dict[str, Any]] | None = None,
                  clock: Callable[[], float] = time.time,
@@ -224,15 +227,6 @@ class WorkflowEngine(RunsSteps):
             raise WorkflowFailed(ex)
         return ex.output
 
-    async def signal(self, execution_id: str, name: str, data: Any = None) -> None:
-        ex = self._get(execution_id)
-        if ex.status in FINAL:
-            raise WorkflowStoreError(f"execution {execution_id!r} is {ex.status}: it takes "
-                                     "no more signals")
-        self.store.append(execution_id, [("SignalReceived", {"signal": name, "data": data})])
-        self._force.add(execution_id)
-        self._kick(execution_id)
-
     async def cancel(self, execution_id: str, reason: str = "") -> Execution:
         """Cancel: completed steps' compensations run (newest first), then `cancelled`."""
         ex = self._get(execution_id)
@@ -251,7 +245,7 @@ class WorkflowEngine(RunsSteps):
 
     def history(self, execution_id: str) -> list[dict[str, Any]]:
         self._get(execution_id)
-        return [e.to_dict() for e in self.store.history(execution_id)]
+        return [e.to_dict() for e in expanded(self.store.history(execution_id))]
 
     def list(self, name: str | None = None, status: str | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
@@ -278,38 +272,6 @@ class WorkflowEngine(RunsSteps):
             return self.list(*args)
         raise ValueError(f"unknown workflow operation {op!r}")
 
-    async def fire_due(self) -> int:
-        """Fire every timer due by the clock (the live loop does this; tests call it after
-        advancing an injected clock). Returns how many fired."""
-        fired = 0
-        now = self.clock()
-        while self._timers and self._timers[0][0] <= now:
-            _, eid, op, kind = heapq.heappop(self._timers)
-            if op in self._resolved.get(eid, {}) or not self._mine(eid):
-                continue  # (a lost lease: the new holder re-arms it from the history)
-            ex = self.store.get(eid)
-            if ex is None or ex.status in FINAL:
-                continue
-            t = "TimerFired" if kind == "timer" else "SignalTimedOut"
-            self._record(eid, t, {"op": op, "name": "sleep" if kind == "timer" else kind[7:]})
-            fired += 1
-        return fired
-
-    async def poll_inbox(self) -> int:
-        """Signals and cancels left in the store by other processes (the CLI)."""
-        items = self.store.inbox()
-        for item in items:
-            try:
-                if item.kind == "signal":
-                    await self.signal(item.execution_id, item.data["name"], item.data.get("data"))
-                elif item.kind == "cancel":
-                    await self.cancel(item.execution_id, item.data.get("reason", ""))
-            except (LookupError, WorkflowStoreError) as exc:
-                logs.event("workflow inbox item dropped", execution=item.execution_id,
-                           kind=item.kind, error=str(exc))
-        self.store.done([i.id for i in items])
-        return len(items)
-
     # -- driving -----------------------------------------------------------------------
 
     def _get(self, execution_id: str) -> Execution:
@@ -319,8 +281,7 @@ class WorkflowEngine(RunsSteps):
         return ex
 
     def _kick(self, eid: str) -> None:
-        wake = self._wake.setdefault(eid, asyncio.Event())
-        wake.set()
+        self._wake_driver(eid)
         task = self._drivers.get(eid)
         if task is None or task.done():
             self._drivers[eid] = asyncio.ensure_future(self._drive(eid))
@@ -349,8 +310,14 @@ class WorkflowEngine(RunsSteps):
             return False
         if "op" in data:
             self._resolved.setdefault(eid, {})[data["op"]] = type_
-        self._wake.setdefault(eid, asyncio.Event()).set()
+        self._wake_driver(eid)
         return True
+
+    def _wake_driver(self, eid: str) -> None:
+        """Wake `eid`'s driver; it counts as busy from now (`idle()` waits for it), not
+        only once the loop has resumed it."""
+        self._wake.setdefault(eid, asyncio.Event()).set()
+        self._parked.discard(eid)
 
     def _mine(self, eid: str) -> bool:
         """May this node act on the execution (always, without leases)?"""
@@ -552,41 +519,10 @@ class WorkflowEngine(RunsSteps):
         if up is None or up.status in FINAL:  # the parent ended while this one started
             await self.cancel(child.id, f"parent {parent} {up.status if up else 'gone'}")
 
-    def _match_signal(self, eid: str, cmd: dict[str, Any], history: list[HistoryEvent],
-                      started: HistoryEvent | None) -> None:
-        op, name = cmd["op"], cmd["name"]
-        if started is None:
-            timeout = cmd.get("timeout")
-            deadline = self.clock() + timeout if timeout is not None else None
-            self.store.append(eid, [("SignalWaitStarted", {"op": op, "name": name,
-                                                           "deadline": deadline})])
-        else:
-            deadline = started.data.get("deadline")
-        used = {e.data.get("signal_seq") for e in history if e.type == "SignalDelivered"}
-        for e in history:
-            if e.type == "SignalReceived" and e.data.get("signal") == name and e.seq not in used:
-                self._record(eid, "SignalDelivered", {"op": op, "name": name,
-                                                      "output": e.data.get("data"),
-                                                      "signal_seq": e.seq})
-                return
-        if deadline is not None and (eid, op) not in self._inflight:
-            self._inflight.add((eid, op))
-            self._arm(deadline, eid, op, f"signal:{name}")
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _arm(self, fire_at: float, eid: str, op: int, kind: str) -> None:
-        heapq.heappush(self._timers, (fire_at, eid, op, kind))
-        self._timer_changed.set()
-        if fire_at <= self.clock():
-            self._spawn(self.fire_due())
-
-    async def _timer_loop(self) -> None:
-        await timer_loop(self.fire_due, self._timers, self._timer_changed, self.clock,
-                         lambda: not self._stopping)
 
     async def _takeover_loop(self) -> None:
         """Offer to drive every running execution no driver here drives (a dead node's,
@@ -604,15 +540,3 @@ class WorkflowEngine(RunsSteps):
                 if ex.kind == "workflow" and ex.name in self.workflows and (
                         ex.id not in self._drivers):
                     self._kick(ex.id)
-
-    async def _inbox_loop(self) -> None:
-        while not self._stopping:
-            if self.leases is not None and (not self.workflows
-                                            or not await self.leases.acquire("wf:inbox")):
-                await asyncio.sleep(self.inbox_interval_s)
-                continue  # another node reads the shared inbox (or there are no workflows)
-            try:
-                await self.poll_inbox()
-            except WorkflowStoreError as exc:  # pragma: no cover
-                logs.event("workflow inbox failed", error=str(exc))
-            await asyncio.sleep(self.inbox_interval_s)

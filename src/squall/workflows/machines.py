@@ -17,6 +17,14 @@ service, as one append to the workflow store (kind "state_machine"):
                          events}          time); the state's next StateMachineStep
                                           supersedes them
 
+A branch's ASL events are stored once, in its StateMachineBranch record: the step that
+ends the Parallel or Map lists only the state's own events, and `branch_events` says
+where each recorded branch's events go, [{at, seq, offset, count}] (before its
+events[at], the record at history seq `seq`, renumbered after the event id `offset`).
+`asl_events` rebuilds the step's whole event list from them; `expanded` gives the
+history in its full form (`squall workflows show`, the history API, the dashboard show
+each step with all its events, as the ASL history reads on AWS).
+
 The last one finishing the execution also sets its status, output and error. Each append
 names the history length the worker last saw, so two drivers of one execution cannot
 both advance it (the second gets HistoryConflict). After a crash or restart `recover()`
@@ -67,8 +75,10 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
+from ..asl.history import renumbered
 from ..backends.workflow_store import (FAILED, FINAL, SUCCEEDED, TIMED_OUT, Execution,
-                                       ExecutionExists, WorkflowStore, WorkflowStoreError)
+                                       ExecutionExists, HistoryEvent, WorkflowStore,
+                                       WorkflowStoreError)
 from ..observe import logs
 from ..runtime.parked import PARKED
 from .timers import timer_loop
@@ -78,10 +88,70 @@ KIND = "state_machine"
 _STATUS = {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "TIMED_OUT": TIMED_OUT}
 
 
+def stored_events(events: list[dict[str, Any]], merged: list[tuple[int, int, int, int]]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, int]]]:
+    """A step's new ASL events as a StateMachineStep stores them: without the runs that
+    are recorded branches' events, `merged` [(position in `events`, offset, count, seq
+    of the branch record)], and the `branch_events` references that stand for them."""
+    own: list[dict[str, Any]] = []
+    refs: list[dict[str, int]] = []
+    pos = 0
+    for start, offset, count, seq in sorted(merged):
+        if start < pos or start + count > len(events):
+            raise ValueError(f"branch events at {start} (+{count}) overlap or run past "
+                             f"the step's {len(events)} events")
+        own.extend(events[pos:start])
+        refs.append({"at": len(own), "seq": seq, "offset": offset, "count": count})
+        pos = start + count
+    own.extend(events[pos:])
+    return own, refs
+
+
+def asl_events(data: dict[str, Any], recorded: dict[int, list[dict[str, Any]]]
+               ) -> list[dict[str, Any]]:
+    """The whole ASL event list of a StateMachineStarted/Step record; `recorded`: the
+    events of the execution's StateMachineBranch records read so far, by seq."""
+    own = data.get("events") or []
+    refs = data.get("branch_events")
+    if not refs:
+        return own
+    out: list[dict[str, Any]] = []
+    pos = 0
+    for r in refs:
+        branch = recorded.get(r["seq"])
+        if branch is None or len(branch) != r["count"]:
+            raise WorkflowStoreError(
+                f"a state machine step refers to the events of branch record {r['seq']}, "
+                f"which {'has other events' if branch is not None else 'is not before it'}"
+                ": the history is damaged")
+        out.extend(own[pos:r["at"]])
+        out.extend(renumbered(branch, r["offset"]))
+        pos = r["at"]
+    out.extend(own[pos:])
+    return out
+
+
+def expanded(history: list[HistoryEvent]) -> list[HistoryEvent]:
+    """A history with each step's `branch_events` references replaced by the events they
+    stand for: what the store held before branches' events were stored once."""
+    recorded: dict[int, list[dict[str, Any]]] = {}
+    out = []
+    for e in history:
+        if e.type == "StateMachineBranch":
+            recorded[e.seq] = e.data.get("events") or []
+        elif e.type == "StateMachineStep" and e.data.get("branch_events"):
+            data = {k: (asl_events(e.data, recorded) if k == "events" else v)
+                    for k, v in e.data.items() if k != "branch_events"}
+            e = HistoryEvent(e.seq, e.type, data, e.ts)
+        out.append(e)
+    return out
+
+
 def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
     """What a worker needs to go on: the state at the last checkpoint with the whole ASL
     history, a pending Wait's end, the finished branches of the current Parallel or Map
-    (`branch_record`s), and the store's history length (for fencing)."""
+    (`branch_record`s with their history `seq`), and the store's history length (for
+    fencing)."""
     ex = store.get(eid)
     if ex is None:
         raise LookupError(f"no state machine execution {eid!r}")
@@ -89,13 +159,16 @@ def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     fire_at = wake_at = None
     branches: list[dict[str, Any]] = []
+    recorded: dict[int, list[dict[str, Any]]] = {}  # seq -> a branch record's events
     for e in store.history(eid):
         if e.type in ("StateMachineStarted", "StateMachineStep"):
             state, fire_at, wake_at, branches = e.data["state"], None, None, []
-            events.extend(e.data.get("events") or [])
-        elif e.type == "StateMachineBranch" and state is not None and (
-                e.data.get("state") == state.get("current")):
-            branches.append({k: v for k, v in e.data.items() if k != "state"})
+            events.extend(asl_events(e.data, recorded))
+        elif e.type == "StateMachineBranch":
+            recorded[e.seq] = e.data.get("events") or []
+            if state is not None and e.data.get("state") == state.get("current"):
+                branches.append({**{k: v for k, v in e.data.items() if k != "state"},
+                                 "seq": e.seq})
         elif e.type == "StateMachineWait" and state is not None and (
                 e.data.get("state") == state.get("current")):
             fire_at = e.data["fire_at"]
@@ -164,14 +237,23 @@ class MachineExecutions:
         if op == "resume":
             await self._claim(a[0])
             return await self._doc(a[0])
-        if op == "step":  # id, state, events, expected length
-            eid, state, events, length = a
+        if op == "step":  # id, state, events, expected length[, branch_events]
+            eid, state, events, length, *more = a
+            data = {"state": state, "events": events}
+            if more and more[0]:
+                refs = more[0]
+                if not isinstance(refs, list) or not all(
+                        isinstance(r, dict) and set(r) == {"at", "seq", "offset", "count"}
+                        and all(type(v) is int for v in r.values()) for r in refs):
+                    raise ValueError(f"state machine execution {eid!r}: branch_events "
+                                     "must be a list of {at, seq, offset, count} integers, "
+                                     f"got {refs!r}")
+                data["branch_events"] = refs
             status = _STATUS.get(state.get("status"))
             error = None
             if status in (FAILED, TIMED_OUT):
                 error = {"errorType": state.get("error"), "errorMessage": state.get("cause")}
-            out = self.store.append(eid, [("StateMachineStep", {"state": state,
-                                                                "events": events})],
+            out = self.store.append(eid, [("StateMachineStep", data)],
                                     expected_length=length, status=status,
                                     output=state.get("output"), error=error)
             if status is not None:

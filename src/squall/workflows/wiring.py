@@ -11,7 +11,8 @@ that holds `eventstore:<function>`. Otherwise they are SQLite files under the da
 `attach_messaging` lets the app's asynchronous invocations hand over to executions
 (squall.workflows.handoff): an async invocation of a workflow starts its execution and
 is done; one of a state machine is done when the execution parks; their destinations
-get the final outcome when the execution ends.
+get the final outcome when the execution ends (on another node, if this one dies first:
+each node's handoff scan delivers what nobody did, every lease interval).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Orchestration:
             self.workflow_store, invoke, leases=leases if self.shared else None, clock=clock)
         self.events = EventStoreService(self.event_store, invoke, leases=leases)
         self.events.configure(manifest)
-        self.handoffs = Handoffs(self.workflow_store)  # async invocations' destinations
+        self.handoffs = Handoffs(  # async invocations' destinations
+            self.workflow_store, leases=leases if self.shared else None)
         self.engine.on_final = self.machines.on_final = self.handoffs.ended
         self.messaging: Any = None  # squall.sources.messaging.Messaging, once attached
 
@@ -84,6 +86,8 @@ class Orchestration:
         self.messaging = messaging
         messaging.durable = self
         self.handoffs.deliver = messaging.deliver_handoff
+        # (a shared store may hold other apps' handoffs: only this app's functions')
+        self.handoffs.owns = lambda data: data.get("function") in messaging.configs
 
     async def start_async(self, function: str, body: str, execution_id: str,
                           trace: str | None, handoff: dict[str, Any] | None) -> str | None:
@@ -127,6 +131,8 @@ class Orchestration:
         else:
             await self.engine.recover()
         await self.handoffs.recover()  # outcomes that ended while nobody could deliver
+        if live:
+            self.handoffs.start_live()  # (several nodes: and a dead node's, as they come)
         if self.shared and self.machines.leases is None:
             return  # several nodes without leases: resuming could double-drive
         if live:
@@ -168,12 +174,16 @@ class Orchestration:
         if "invoke_async" in services:
             services["invoke_async"] = self.route_invoke_async(services["invoke_async"])
 
-    async def drain(self) -> None:
+    async def drain(self) -> int:
         """Event consumers up to the head; workflows until they wait on time or signals;
-        parked state machines whose timers are due (by the clock) resumed."""
-        await self.machines.fire_due()
+        the durable timers due by the clock fired (parked state machines resumed,
+        workflows' `ctx.sleep` and signal timeouts); how many fired. Each timer fires
+        once: a round after time stood still fires none (TestClient.drain stops then)."""
+        fired = await self.machines.fire_due()
+        fired += await self.engine.fire_due()
         await self.machines.idle()
         await self.engine.idle()
         await self.events.drain()
         await self.engine.idle()
         await self.handoffs.idle()
+        return fired

@@ -134,13 +134,20 @@ class PgWorkflowStore:
                      "ON CONFLICT (execution_id) DO UPDATE SET data = EXCLUDED.data "
                      "RETURNING id", (execution_id, _dumps(data)))
 
-    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
-        q, args = "SELECT execution_id, data FROM wf_handoffs", []
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000, *,
+                 ended: bool = False) -> list[Handoff]:
+        q, where, args = "SELECT h.execution_id, h.data FROM wf_handoffs h", [], []
+        if ended:
+            q += " JOIN wf_executions e ON e.id = h.execution_id"
+            where.append("e.status <> %s")
+            args.append(RUNNING)
         if execution_id is not None:
-            q += " WHERE execution_id = %s"
+            where.append("h.execution_id = %s")
             args.append(execution_id)
+        if where:
+            q += " WHERE " + " AND ".join(where)
         args.append(limit)
-        rows = self.db.rows("read workflow handoffs", q + " ORDER BY id LIMIT %s", args)
+        rows = self.db.rows("read workflow handoffs", q + " ORDER BY h.id LIMIT %s", args)
         return [Handoff(r[0], json.loads(r[1])) for r in rows]
 
     def drop_handoff(self, execution_id: str) -> None:

@@ -190,13 +190,20 @@ class SqliteWorkflowStore:
             "ON CONFLICT (execution_id) DO UPDATE SET data = excluded.data",
             (execution_id, _dumps(data))))
 
-    def handoffs(self, execution_id: str | None = None, limit: int = 1000) -> list[Handoff]:
-        sql, args = "SELECT execution_id, data FROM wf_handoffs", []
+    def handoffs(self, execution_id: str | None = None, limit: int = 1000, *,
+                 ended: bool = False) -> list[Handoff]:
+        sql, where, args = "SELECT h.execution_id, h.data FROM wf_handoffs h", [], []
+        if ended:
+            sql += " JOIN wf_executions e ON e.id = h.execution_id"
+            where.append("e.status <> ?")
+            args.append(RUNNING)
         if execution_id is not None:
-            sql += " WHERE execution_id = ?"
+            where.append("h.execution_id = ?")
             args.append(execution_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY h.id LIMIT ?", (*args, limit)).fetchall()
         return [Handoff(r[0], json.loads(r[1])) for r in rows]
 
     def drop_handoff(self, execution_id: str) -> None:
