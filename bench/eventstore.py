@@ -342,8 +342,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, eventsourcing "
           f"{metadata.version('eventsourcing')}; synchronous squall={sync['squall']} "
-          f"eventsourcing={sync['eventsourcing']} (2 = FULL, 1 = NORMAL, 0 = OFF); wal_autocheckpoint squall="
-          f"{sync['squall_wal']} eventsourcing={sync['eventsourcing_wal']} pages; medians of "
+          f"eventsourcing={sync['eventsourcing']} (2 = FULL, 1 = NORMAL, 0 = OFF); "
+          f"wal_autocheckpoint squall={sync['squall_wal']} eventsourcing={sync['eventsourcing_wal']} pages; medians of "
           f"{a.rounds} alternating rounds")
     w = a.writers
     print(f"{'events/s':<36}{'squall':>12}{'eventsourcing':>15}{'ratio':>8}   per round")

@@ -5,9 +5,10 @@ time (Lambda's model). Frames may arrive pipelined; they wait in the socket and 
 `pending` until their turn. Within an invocation, several threads may call the
 supervisor at once (a state machine's Map and Parallel branches: `call`): each CALL
 carries its own id, one waiting thread at a time reads the socket and hands every reply
-to the thread that asked for it, so the calls overlap instead of running in turn. Everything the function writes to fd 1/2 (print, logging,
-tracebacks, C extensions) lands in a memfd the supervisor also holds, and is shipped with
-each result; if the worker is killed mid-invocation the supervisor reads what was left.
+to the thread that asked for it, so the calls overlap instead of running in turn.
+Everything the function writes to fd 1/2 (print, logging, tracebacks, C extensions) lands
+in a memfd the supervisor also holds, and is shipped with each result; if the worker is
+killed mid-invocation the supervisor reads what was left.
 
 After each invocation the worker checks its peak RSS against the function's memory
 limit; over it, the invocation fails with a memory error and the worker exits.
