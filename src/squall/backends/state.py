@@ -14,7 +14,9 @@ embedded, Redis for the cache, PostgreSQL later) must pass unchanged:
   are numbered per (feed, shard); a reader that has seen seq N of a shard never later
   sees a new record with seq <= N (on a database with concurrent writers this means the
   numbers are taken in commit order, e.g. from a per-shard counter row updated in the
-  writing transaction). Consumers keep checkpoints that never go back.
+  writing transaction). Consumers keep checkpoints that never go back. A record keeps
+  the traceparent of the invocation that wrote it (loop lineage included), so the
+  consumer's invocation continues that event chain and a write loop is stopped.
 * `ObjectStore`: immutable object versions under validated keys; a put is streamed into
   a writer and becomes visible (and its "created" feed record appears) only on commit,
   after the data is durable.
@@ -143,6 +145,9 @@ class FeedEntry:
     key: str  # the routing key: a table's partition key, an object's key
     event: str  # insert | modify | remove | created | deleted | archived
     body: str  # JSON: what the event says (images, object info)
+    # the writing invocation's traceparent with its loop lineage (squall.events.lineage);
+    # None for a write from outside any function (a new chain) or by the platform itself
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,7 @@ class FeedRecord:
     event: str
     body: str
     at: float
+    trace: str | None = None  # FeedEntry.trace, kept with the record
 
 
 class FeedStore(Protocol):
@@ -298,9 +304,10 @@ class ObjectWriter(Protocol):
     def size(self) -> int: ...
 
     def commit(self, content_type: str, metadata: dict[str, str], *,
-               op: str = "Put") -> ObjectInfo:
+               op: str = "Put", trace: str | None = None) -> ObjectInfo:
         """Make the data durable, then publish the object and its "created" feed record
-        (feed `bucket:<bucket>`) in one transaction. Replaces any previous version."""
+        (feed `bucket:<bucket>`, carrying `trace`) in one transaction. Replaces any
+        previous version."""
         ...
 
     def abort(self) -> None: ...
@@ -322,13 +329,15 @@ class ObjectStore(FeedStore, Protocol):
         ...
 
     def copy_object(self, bucket: str, key: str, dst_bucket: str, dst_key: str, *,
-                    shard: int) -> ObjectInfo | None:
-        """A new version of dst with src's content, type and metadata (None: no src)."""
+                    shard: int, trace: str | None = None) -> ObjectInfo | None:
+        """A new version of dst with src's content, type and metadata (None: no src); its
+        "created" record carries `trace`."""
         ...
 
     def delete_object(self, bucket: str, key: str, *, shard: int, version: str | None = None,
-                      op: str = "Delete") -> ObjectInfo | None:
-        """Remove the object (only that version, if given) and append its "deleted" record.
+                      op: str = "Delete", trace: str | None = None) -> ObjectInfo | None:
+        """Remove the object (only that version, if given) and append its "deleted" record
+        (carrying `trace`).
         Returns what was deleted, None when there was nothing (no record then)."""
         ...
 

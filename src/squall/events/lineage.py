@@ -9,8 +9,10 @@ lineage carried beside the W3C `traceparent` of every event, invocation and mess
 `step(trace, function)` is called for every invocation (squall.runtime.runtime, the test
 harness): it adds one to the function's count and raises `RecursiveLoop` past the limit.
 `child_traceparent` (squall.events.trace) keeps the lineage on every child span, so it
-follows the event through workers, queues, topics, the bus and async invocations. A
-fan-out (one event causing many) is not a loop: each branch carries its own count.
+follows the event through workers, queues, topics, the bus and async invocations; stream
+records, table change records and object events store it beside the record (the state
+service takes the writing invocation's trace: squall.sources.state). A fan-out (one event
+causing many) is not a loop: each branch carries its own count.
 Pure and standard-library only.
 """
 

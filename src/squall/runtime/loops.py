@@ -1,7 +1,8 @@
 """Stop recursive loops at the invoker (squall.events.lineage): an invocation that would
 be the 17th pass of one event chain through a function does not run; it fails with
-`Squall.RecursiveLoopDetected`, which the queue and event consumers never retry (the event
-goes straight to the dead-letter queue or on-failure destination), and it is logged."""
+`Squall.RecursiveLoopDetected`, which the queue, event, stream, table-change and object
+event consumers never retry (the event goes straight to the dead-letter queue or
+on-failure destination), and it is logged."""
 
 from __future__ import annotations
 

@@ -10,6 +10,12 @@ the function's DLQ ("<function>-dlq") so the shard moves on. The retry/bisect/DL
 is StreamConsumer.process, shared as is; this module only says where records come from,
 how they are filtered, and what the function receives.
 
+A record keeps the traceparent of the invocation whose write appended it (loop lineage
+included; none for a write from outside any function): a batch runs under its first
+record's, as stream batches do, so a function that writes to the table or bucket that
+triggers it counts one pass per round and its 17th is stopped as a recursive loop, that
+record dead-lettered at once with reason=recursive_loop (squall.events.lineage).
+
 Consumers wake when the state service commits to their feed, and, with a shared store
 (PostgreSQL), when any node does: the store's listener calls the service's FeedSignal.
 A slow fallback re-read (FALLBACK_READ_S) is only a safety net. With several nodes, each
@@ -28,10 +34,11 @@ from typing import Any, Callable
 from ..backends.base import StoreError
 from ..backends.broker import BrokerError, OutMessage
 from ..config import FunctionConfig, StreamTrigger
+from ..events.lineage import RECURSIVE_LOOP
 from ..observe import logs
 from ..state.formats import sequence
 from .queue import BatchOutcome
-from .stream import LONG_POLL_S, StreamConsumer
+from .stream import LONG_POLL_S, STOPPED, StreamConsumer
 
 FALLBACK_READ_S = 5.0  # a write no notification reported is seen at most this late
 
@@ -140,11 +147,14 @@ class FeedConsumer(StreamConsumer):
 
     async def _invoke(self, batch: list[Any]) -> tuple[int | None, str]:
         try:
-            result = await self.invoke(self.cfg.name, "event", self.payload(batch))
+            # in the writer's event chain (the batch's first record's, as streams do)
+            result = await self.invoke(self.cfg.name, "event", self.payload(batch),
+                                       trace=batch[0].trace)
         except Exception as exc:
             return 0, f"{type(exc).__name__}: {exc}"
         if not result.ok:
-            return 0, f"{result.error_type}: {result.error_message}"
+            return (STOPPED if result.error_type == RECURSIVE_LOOP else 0,
+                    f"{result.error_type}: {result.error_message}")
         failed = set(json.loads(result.value)["failed"])
         for i, r in enumerate(batch):
             if sequence(r.shard, r.seq) in failed:
@@ -155,14 +165,15 @@ class FeedConsumer(StreamConsumer):
         await self.service.run(self.store.set_feed_checkpoint, self.feed, self.cfg.name,
                                shard, seq)
 
-    async def _dead_letter(self, batch: list[Any], error: str) -> None:
+    async def _dead_letter(self, batch: list[Any], error: str, *,
+                           reason: str = "max_retries") -> None:
         msgs = [OutMessage(body=self.payload([r]).encode(), attributes={
             "feed": self.feed, "shard": str(r.shard), "sequence": sequence(r.shard, r.seq),
-            "key": r.key, "event": r.event, "consumer": self.cfg.name, "error": error})
-            for r in batch]
+            "key": r.key, "event": r.event, "consumer": self.cfg.name, "error": error,
+            "reason": reason}, trace=r.trace) for r in batch]
         await self.broker.send(self.trigger.dead_letter_queue, msgs)
         logs.event("feed records dead-lettered", logging.WARNING, feed=self.feed,
-                   function=self.cfg.name, count=len(batch), error=error,
+                   function=self.cfg.name, count=len(batch), error=error, reason=reason,
                    dlq=self.trigger.dead_letter_queue)
 
 

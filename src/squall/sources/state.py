@@ -11,6 +11,13 @@ and sweeps (TTL expiry, lifecycle, feed retention).
 
 `caller` is the calling function's name as the supervisor knows it (the worker's pool),
 not as the worker says; None for calls from outside any function (a test, the CLI).
+Likewise `trace`, the calling invocation's traceparent with its loop lineage: from the
+supervisor's `current_span` (set per worker CALL, so user code cannot reset the count),
+or given by the in-process harness. A write that appends to a feed stores it with the
+record, so the change or object event it causes is invoked in the same event chain and a
+function that writes to the table or bucket that triggers it is stopped like any other
+recursive loop (squall.events.lineage). No trace (the CLI, an HTTP upload by a user, the
+sweepers) starts a new chain.
 Stores are blocking, so `serve` runs them on the service's executor; writes that append
 to a feed wake that feed's consumers (squall.sources.feeds) at once, and a shared store
 (PostgreSQL, in distributed mode) wakes them on every node (its `listen` hook).
@@ -23,6 +30,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +39,7 @@ from ..backends.state import (ARCHIVE, STANDARD, InvalidRequest, SortRange, Unkn
                               shard_of)
 from ..backends.state_open import open_cache, open_state
 from ..observe import logs
+from ..observe.traces import current_span
 from ..state import items as I
 from ..state.handles import decode_token, encode_token
 from ..state.keys import check_cache_key
@@ -54,6 +63,23 @@ ACTIONS = {
                "upload_commit": "write", "upload_abort": "write", "copy": "write",
                "delete": "write"},
 }
+
+
+# The operations that append to a feed: they get the caller's trace for the record.
+TRACED = {("table", "put"), ("table", "update"), ("table", "delete"), ("bucket", "put"),
+          ("bucket", "upload_commit"), ("bucket", "copy"), ("bucket", "delete")}
+
+
+def _traced(plan: Any, trace: str | None) -> Any:
+    """`plan` with its change records carrying `trace` (plans stay pure: squall.state)."""
+    if trace is None:
+        return plan
+
+    def traced(current: Any) -> Any:
+        planned = plan(current)
+        return replace(planned, changes=tuple(replace(c, trace=trace)
+                                              for c in planned.changes))
+    return traced
 
 
 class FeedSignal:
@@ -145,7 +171,7 @@ class StateService(BucketOps):
             self.policy.check(caller, kind, resource, action)
 
     def call(self, caller: str | None, kind: str, resource: str, op: str,
-             args: list[Any]) -> Any:
+             args: list[Any], trace: str | None = None) -> Any:
         actions = ACTIONS.get(kind)
         if actions is None or op not in actions:
             raise InvalidRequest(f"unknown state operation {kind}.{op}")
@@ -156,22 +182,27 @@ class StateService(BucketOps):
             raise UnknownResource(f"app has no {kind} named {resource!r}; its {kind}s are: "
                                   f"{known} (declare it with app.{kind}({resource!r}, ...))")
         self.authorize(caller, kind, resource, actions[op])
+        if (kind, op) in TRACED:
+            return getattr(self, f"_{kind}_{op}")(declared[resource], *args, caller=caller,
+                                                  trace=trace)
         return getattr(self, f"_{kind}_{op}")(declared[resource], *args, caller=caller)
 
     async def serve(self, payload: list[Any], caller: str | None) -> Any:
-        """The worker's CALL "state": [kind, resource, op, args], run off the loop."""
+        """The worker's CALL "state": [kind, resource, op, args], run off the loop, in the
+        calling invocation's trace (the pool set `current_span` for this CALL)."""
         kind, resource, op, args = payload
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.call, caller, kind, resource,
-                                          op, args)
+                                          op, args, current_span.get())
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # -- tables ------------------------------------------------------------------------
 
-    def _write(self, spec: Any, pk: str, sk: Any, plan: Any) -> tuple[Any, Any]:
-        old, new = self.store.write_item(spec.name, pk, sk, plan)
+    def _write(self, spec: Any, pk: str, sk: Any, plan: Any,
+               trace: str | None = None) -> tuple[Any, Any]:
+        old, new = self.store.write_item(spec.name, pk, sk, _traced(plan, trace))
         if old is not new:
             self.signal.notify(spec.feed)
         return old, new
@@ -182,25 +213,28 @@ class StateService(BucketOps):
         return None if item is None else [item.data, item.version]
 
     def _table_put(self, spec: Any, item: Any, condition: Any = None,
-                   expected_version: Any = None, *, caller: str | None) -> Any:
+                   expected_version: Any = None, *, caller: str | None,
+                   trace: str | None = None) -> Any:
         pk, sk, plan = I.plan_put(spec, item, now=self.clock(), condition=condition,
                                   expected_version=expected_version)
-        _, new = self._write(spec, pk, sk, plan)
+        _, new = self._write(spec, pk, sk, plan, trace)
         return [new.data, new.version]
 
     def _table_update(self, spec: Any, key: Any, ops: dict[str, Any], condition: Any = None,
-                      expected_version: Any = None, *, caller: str | None) -> Any:
+                      expected_version: Any = None, *, caller: str | None,
+                      trace: str | None = None) -> Any:
         pk, sk, plan = I.plan_update(spec, key, now=self.clock(), condition=condition,
                                      expected_version=expected_version, **ops)
-        _, new = self._write(spec, pk, sk, plan)
+        _, new = self._write(spec, pk, sk, plan, trace)
         return [new.data, new.version]
 
     def _table_delete(self, spec: Any, key: Any, condition: Any = None,
-                      expected_version: Any = None, *, caller: str | None) -> Any:
+                      expected_version: Any = None, *, caller: str | None,
+                      trace: str | None = None) -> Any:
         now = self.clock()
         pk, sk, plan = I.plan_delete(spec, key, now=now, condition=condition,
                                      expected_version=expected_version)
-        old, _ = self._write(spec, pk, sk, plan)
+        old, _ = self._write(spec, pk, sk, plan, trace)
         old = I.live(old, now)
         return None if old is None else [old.data, old.version]
 

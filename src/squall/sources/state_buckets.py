@@ -1,6 +1,7 @@
 """The state service's buckets: puts (whole and in upload sessions), gets with ranges,
 head, list, copy, delete and usage. A mixin of StateService (squall.sources.state), which
-dispatches `bucket` calls here after `authorize`."""
+dispatches `bucket` calls here after `authorize`. The writes that cause object events
+(put, upload_commit, copy, delete) take the caller's `trace` for the event's record."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class BucketOps:
     _uploads: dict[str, _Upload]
     _limit: Any
 
-    def _commit(self, spec: Any, writer: Any, content_type: Any, metadata: Any) -> Any:
+    def _commit(self, spec: Any, writer: Any, content_type: Any, metadata: Any,
+                trace: str | None) -> Any:
         if not isinstance(content_type, str) or not content_type or len(content_type) > 256:
             writer.abort()
             raise InvalidRequest(f"bucket {spec.name!r}: content_type must be a short string")
@@ -43,13 +45,13 @@ class BucketOps:
         except Exception:
             writer.abort()
             raise
-        info = writer.commit(content_type, meta)
+        info = writer.commit(content_type, meta, trace=trace)
         self.signal.notify(spec.feed)
         return info.to_dict()
 
     def _bucket_put(self, spec: Any, key: str, data: bytes, content_type: str = \
                     "application/octet-stream", metadata: Any = None, *,
-                    caller: str | None) -> Any:
+                    caller: str | None, trace: str | None = None) -> Any:
         check_object_key(spec.name, key)
         if not isinstance(data, (bytes, bytearray)):
             raise InvalidRequest(f"bucket {spec.name!r}: object data travels as bytes")
@@ -62,7 +64,7 @@ class BucketOps:
         except BaseException:
             writer.abort()
             raise
-        return self._commit(spec, writer, content_type, metadata)
+        return self._commit(spec, writer, content_type, metadata, trace)
 
     def _upload(self, spec: Any, upload_id: Any, caller: str | None) -> _Upload:
         up = self._uploads.get(upload_id) if isinstance(upload_id, str) else None
@@ -92,10 +94,11 @@ class BucketOps:
         return up.writer.size
 
     def _bucket_upload_commit(self, spec: Any, upload_id: str, content_type: str,
-                              metadata: Any = None, *, caller: str | None) -> Any:
+                              metadata: Any = None, *, caller: str | None,
+                              trace: str | None = None) -> Any:
         up = self._upload(spec, upload_id, caller)
         self._uploads.pop(upload_id, None)
-        return self._commit(spec, up.writer, content_type, metadata)
+        return self._commit(spec, up.writer, content_type, metadata, trace)
 
     def _bucket_upload_abort(self, spec: Any, upload_id: str, *, caller: str | None) -> None:
         up = self._uploads.pop(upload_id, None)
@@ -173,7 +176,7 @@ class BucketOps:
         return [objects, prefixes, encode_token({"a": after}) if more else None]
 
     def _bucket_copy(self, spec: Any, key: str, dst_bucket: str, dst_key: str, *,
-                     caller: str | None) -> Any:
+                     caller: str | None, trace: str | None = None) -> Any:
         check_object_key(spec.name, key)
         dst = self.decls.buckets.get(dst_bucket)
         if dst is None:
@@ -181,15 +184,17 @@ class BucketOps:
         self.authorize(caller, "bucket", dst_bucket, "write")
         check_object_key(dst_bucket, dst_key)
         info = self.store.copy_object(spec.name, key, dst_bucket, dst_key,
-                                      shard=shard_of(dst_key, dst.shards))
+                                      shard=shard_of(dst_key, dst.shards), trace=trace)
         if info is None:
             raise ObjectNotFound(f"bucket {spec.name!r} has no object {key!r} to copy")
         self.signal.notify(dst.feed)
         return info.to_dict()
 
-    def _bucket_delete(self, spec: Any, key: str, *, caller: str | None) -> bool:
+    def _bucket_delete(self, spec: Any, key: str, *, caller: str | None,
+                       trace: str | None = None) -> bool:
         check_object_key(spec.name, key)
-        gone = self.store.delete_object(spec.name, key, shard=shard_of(key, spec.shards))
+        gone = self.store.delete_object(spec.name, key, shard=shard_of(key, spec.shards),
+                                        trace=trace)
         if gone is not None:
             self.signal.notify(spec.feed)
         return gone is not None

@@ -15,7 +15,10 @@ on from the last checkpoint (at least once: an unfinished batch is delivered aga
 
 Records keep the traceparent of the `put_records` hop that appended them: a batch runs
 under its first record's (as a queue batch does), so the consumer's invocation is in the
-producer's trace, and dead letters keep it too.
+producer's trace, and dead letters keep it too. An invocation stopped as a recursive loop
+(squall.events.lineage) is not retried: the record whose chain it was goes to the
+dead-letter queue at once (attribute reason=recursive_loop; reason=max_retries for the
+others) and the rest of the batch goes on under its own traces.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from typing import Callable
 
 from ..backends.broker import BrokerError, OutMessage, QueueBroker, StreamEntry
 from ..config import FunctionConfig
+from ..events.lineage import RECURSIVE_LOOP
 from ..observe import logs
 from ..runtime.aio import cancel
 from .leases import LeaseKeeper
 from .queue import BatchOutcome, Invoke
 
 LONG_POLL_S = 20.0
+STOPPED = -1  # `_invoke`: the batch's chain (its first record's trace) is a recursive loop
 
 
 def stream_payload(stream: str, entries: list[StreamEntry]) -> str:
@@ -137,6 +142,16 @@ class StreamConsumer:
         while pending:
             batch = pending[0]
             failed_at, error = await self._invoke(batch)
+            if failed_at == STOPPED:  # retrying a stopped loop would only loop again
+                await self._dead_letter(batch[:1], error, reason="recursive_loop")
+                await self._advance(shard, batch[0].seq)
+                dead += 1
+                if len(batch) > 1:
+                    pending[0] = batch[1:]
+                else:
+                    pending.pop(0)
+                attempts = 0
+                continue
             if failed_at is None:
                 await self._advance(shard, batch[-1].seq)
                 ok += len(batch)
@@ -165,7 +180,8 @@ class StreamConsumer:
         return BatchOutcome(ok, retried, dead)
 
     async def _invoke(self, batch: list[StreamEntry]) -> tuple[int | None, str]:
-        """Index of the first failed record (None: all succeeded) and the error."""
+        """Index of the first failed record (None: all succeeded; STOPPED: a recursive
+        loop) and the error."""
         try:
             # under the producer's hop span (the batch's first record's, as queues do)
             result = await self.invoke(self.cfg.name, "event", stream_payload(self.stream, batch),
@@ -173,7 +189,8 @@ class StreamConsumer:
         except Exception as exc:
             return 0, f"{type(exc).__name__}: {exc}"
         if not result.ok:
-            return 0, f"{result.error_type}: {result.error_message}"
+            return (STOPPED if result.error_type == RECURSIVE_LOOP else 0,
+                    f"{result.error_type}: {result.error_message}")
         failed = set(json.loads(result.value)["failed"])
         for i, e in enumerate(batch):
             if f"{e.shard}:{e.seq}" in failed:
@@ -183,12 +200,13 @@ class StreamConsumer:
     async def _advance(self, shard: int, seq: int) -> None:
         await self.broker.set_checkpoint(self.stream, self.cfg.name, shard, seq)
 
-    async def _dead_letter(self, batch: list[StreamEntry], error: str) -> None:
+    async def _dead_letter(self, batch: list[StreamEntry], error: str, *,
+                           reason: str = "max_retries") -> None:
         msgs = [OutMessage(body=e.data, attributes={
             "stream": e.stream, "shard": str(e.shard), "sequence": f"{e.shard}:{e.seq}",
-            "partition_key": e.partition_key, "consumer": self.cfg.name, "error": error},
-            trace=e.trace) for e in batch]
+            "partition_key": e.partition_key, "consumer": self.cfg.name, "error": error,
+            "reason": reason}, trace=e.trace) for e in batch]
         await self.broker.send(self.trigger.dead_letter_queue, msgs)
         logs.event("stream records dead-lettered", logging.WARNING, stream=self.stream,
-                   consumer=self.cfg.name, count=len(batch), error=error,
+                   consumer=self.cfg.name, count=len(batch), error=error, reason=reason,
                    first=f"{batch[0].shard}:{batch[0].seq}")

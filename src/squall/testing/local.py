@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..app import App
 from ..events.lineage import strip as strip_lineage
+from ..observe.traces import current_span
 from ..runtime import loops, parked
 from ..runtime import protocol as P
 from ..runtime.adapters import HandlerFailure, call, http_response_from_wire
@@ -196,14 +197,24 @@ class _Binding:
         if fn is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": f"{service!r} is not available here"})
-        return fn(payload)
+        # the calling invocation's span, as the supervisor's pool sets it per call (the
+        # service runs on the client's loop, in a copy of this thread's context): a
+        # state machine's execution keeps it (squall.workflows.machines)
+        token = current_span.set(getattr(_local, "trace", None))
+        try:
+            return fn(payload)
+        finally:
+            current_span.reset(token)
 
     def state(self, kind: str, resource: str, op: str, args: list[Any]) -> Any:
         service = self.invoker.services.get("state")
         if service is None:
             raise NestedInvokeError({"errorType": "Runtime.UnsupportedOperation",
                                      "errorMessage": "state is not available here"})
-        return service(getattr(_local, "function", None), kind, resource, op, args)
+        # the caller's trace, loop lineage included: a write's change or object event
+        # continues this event chain (squall.sources.state)
+        return service(getattr(_local, "function", None), kind, resource, op, args,
+                       getattr(_local, "trace", None))
 
 
 class LocalInvoker:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import replace
 from typing import Any, Callable
 
 import pytest
@@ -207,6 +208,22 @@ class TableConformance(_Closing):
         _put(tables, single, {"id": "k9"}, clock)  # numbers never restart after a trim
         assert tables.latest_feed_seq("table:single", 0) == 4
 
+    def test_change_records_keep_the_writers_trace(self, tables: Any,
+                                                   clock: FakeClock) -> None:
+        """A record carries its writer's traceparent and loop lineage (FeedEntry.trace),
+        so the change event continues that event chain; none stays none."""
+        trace = f"00-{'a' * 32}-{'b' * 16}-01;loop=audit:3,notify:1"
+        pk, sk, plan = I.plan_put(ORDERS, {"id": "t", "n": 1}, now=clock())
+
+        def traced(current: Any) -> Any:
+            planned = plan(current)
+            return replace(planned, changes=tuple(replace(c, trace=trace)
+                                                  for c in planned.changes))
+        tables.write_item("orders", pk, sk, traced)
+        _put(tables, ORDERS, {"id": "t", "n": 2}, clock)
+        recs = tables.read_feed("table:orders", shard_of(pk, ORDERS.shards), 0, 10)
+        assert [(r.event, r.trace) for r in recs] == [("insert", trace), ("modify", None)]
+
     def test_writes_survive_reopen(self, open_tables: Any, clock: FakeClock) -> None:
         store = open_tables(clock)
         _put(store, ORDERS, {"id": "durable", "n": 1}, clock)
@@ -341,6 +358,26 @@ class ObjectConformance(_Closing):
         assert "archived" in [e.event for e in self._events(objects)]
         assert objects.delete_object("b", "logs/a", shard=0) is not None
         assert objects.usage("b")[ARCHIVE].objects == 0
+
+    def test_object_events_keep_the_writers_trace(self, objects: Any,
+                                                  clock: FakeClock) -> None:
+        """Put, copy and delete records carry the trace they were given; a lifecycle
+        move (the platform's own) and a put without one carry none."""
+        t1, t2, t3 = (f"00-{'a' * 32}-{c * 16}-01;loop=thumb:{n}"
+                      for c, n in (("1", 1), ("2", 2), ("3", 3)))
+        w = objects.begin_put("b", "k", shard=shard_of("k", 4))
+        w.write(b"data")
+        info = w.commit("text/plain", {}, trace=t1)
+        objects.copy_object("b", "k", "b", "k2", shard=shard_of("k2", 4), trace=t2)
+        objects.set_tier("b", "k2", objects.head_object("b", "k2").version, ARCHIVE,
+                         shard=shard_of("k2", 4))
+        objects.delete_object("b", "k", shard=shard_of("k", 4), version=info.version,
+                              trace=t3)
+        self._put(objects, "plain", b"x")
+        got = [(e.key, e.event, e.trace) for e in self._events(objects)]
+        assert sorted(got, key=str) == sorted([
+            ("k", "created", t1), ("k2", "created", t2), ("k2", "archived", None),
+            ("k", "deleted", t3), ("plain", "created", None)], key=str)
 
     def test_objects_survive_reopen(self, open_objects: Any, clock: FakeClock) -> None:
         store = open_objects(clock)

@@ -3,7 +3,8 @@
 
 The constructor only checks the URL and the schema name; the first call connects, sets
 up the schema's tables (connect.setup: skipped when they are all there, else created
-under the advisory lock that serialises concurrent set-ups) and opens a
+under the advisory lock that serialises concurrent set-ups; then adds the `columns` a
+schema made by an older Squall lacks) and opens a
 psycopg_pool.ConnectionPool whose connections use the schema (search_path) and are in
 autocommit mode: one statement is one transaction unless `transaction()` opens one.
 
@@ -31,6 +32,7 @@ from .connect import (
     psycopg_pool,
     search_path,
     setup,
+    sql,
     translate,
 )
 
@@ -39,16 +41,20 @@ POOL_TIMEOUT_S = 10.0  # longest wait for a free (or new) pooled connection
 
 class Database:
     def __init__(self, url: str, *, tables: Sequence[str], role: str, pool_size: int,
-                 schema: str | None = None, session: Sequence[str] = ()) -> None:
+                 schema: str | None = None, session: Sequence[str] = (),
+                 columns: Sequence[tuple[str, str, str]] = ()) -> None:
         """`tables`: the CREATE … IF NOT EXISTS statements of this schema's relations;
         `role`: what the connections are, in pg_stat_activity ("squall-state:<schema>");
-        `session`: SET statements run on every new pooled connection."""
+        `session`: SET statements run on every new pooled connection; `columns`: (table,
+        column, type) added since the table was first released, added on open to a
+        schema made before them."""
         self.target: Target = parse_url(url, StoreError)
         if schema is not None:
             check_schema_name(schema, StoreError)
         self.schema = schema or self.target.schema
         self.tables = tuple(tables)
         self.session = tuple(session)
+        self.columns = tuple(columns)
         self.app_name = f"{role}:{self.schema}"
         self.pool_size = pool_size
         self._pool: psycopg_pool.ConnectionPool | None = None
@@ -84,6 +90,7 @@ class Database:
                         with conn.transaction():
                             for stmt in statements:
                                 conn.execute(stmt)
+                    self._add_columns(conn)
                 pool = psycopg_pool.ConnectionPool(
                     self.target.url, open=False, min_size=1, max_size=self.pool_size,
                     kwargs=self.target.kwargs(self.app_name), configure=self._configure,
@@ -91,6 +98,26 @@ class Database:
                 pool.open()
                 self._pool = pool
             return self._pool
+
+    def _add_columns(self, conn: psycopg.Connection) -> None:
+        """Bring an older schema's tables up to date (reads the catalog only when nothing
+        is missing, the usual case; else adds them under an advisory lock)."""
+        if not self.columns:
+            return
+        have = {(t, c) for t, c in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = ANY(%s)",
+            (self.schema, [t for t, _, _ in self.columns])).fetchall()}
+        missing = [(t, c, ty) for t, c, ty in self.columns if (t, c) not in have]
+        if not missing:
+            return
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                         (f"squall-columns:{self.schema}",))
+            for table, column, type_ in missing:
+                conn.execute(sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    sql.Identifier(self.schema), sql.Identifier(table),
+                    sql.Identifier(column), sql.SQL(type_)))
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(search_path(self.schema))

@@ -147,11 +147,11 @@ class _Writer:
             self.saved += full
 
     def commit(self, content_type: str, metadata: dict[str, str], *,
-               op: str = "Put") -> ObjectInfo:
+               op: str = "Put", trace: str | None = None) -> ObjectInfo:
         self._check_open()
         self.done = True
         try:
-            return self.store._publish(self, content_type, dict(metadata), op)
+            return self.store._publish(self, content_type, dict(metadata), op, trace)
         except BaseException:
             with contextlib.suppress(StoreError):  # the error that matters is the first
                 self.store._drop_upload(self)
@@ -193,7 +193,7 @@ class ObjectOps:
                 conn.execute("DELETE FROM state_uploads WHERE blob = %s", (w.blob,))
 
     def _publish(self, w: _Writer, content_type: str, metadata: dict[str, str],
-                 op: str) -> ObjectInfo:
+                 op: str, trace: str | None = None) -> ObjectInfo:
         """The last piece, the object row (replacing any previous version, whose chunks
         go) and its "created" record, in one transaction."""
         with self.db.transaction(f"cannot store {w.key!r} in bucket {w.bucket!r}") as conn:
@@ -207,11 +207,12 @@ class ObjectOps:
                                             "data": [bytes(w.buf)]})
             info = self._replace(conn, ObjectInfo(
                 w.bucket, w.key, w.size, w.md5.hexdigest(), content_type, metadata, 0.0,
-                w.blob, STANDARD), w.shard, op)
+                w.blob, STANDARD), w.shard, op, trace)
         w.buf.clear()
         return info
 
-    def _replace(self, conn: Any, info: ObjectInfo, shard: int, op: str) -> ObjectInfo:
+    def _replace(self, conn: Any, info: ObjectInfo, shard: int, op: str,
+                 trace: str | None = None) -> ObjectInfo:
         """Publish `info` (its bytes are in place) under its key, locked by the caller:
         stamp it, upsert the row, drop the replaced version's chunks, append "created"."""
         now, old = conn.execute(
@@ -224,11 +225,11 @@ class ObjectOps:
         if old is not None and old != info.version:
             conn.execute("DELETE FROM state_chunks WHERE blob = %s", (old,))
         self._append(conn, f"bucket:{info.bucket}", FeedEntry(
-            shard, info.key, "created", object_event_body(info, op)), now)
+            shard, info.key, "created", object_event_body(info, op), trace), now)
         return info
 
     def copy_object(self, bucket: str, key: str, dst_bucket: str, dst_key: str, *,
-                    shard: int) -> ObjectInfo | None:
+                    shard: int, trace: str | None = None) -> ObjectInfo | None:
         with self.db.transaction(f"cannot copy {key!r} of bucket {bucket!r} to "
                                  f"{dst_key!r} of bucket {dst_bucket!r}") as conn:
             self._lock(conn, ("object", bucket, key), ("object", dst_bucket, dst_key))
@@ -242,10 +243,10 @@ class ObjectOps:
                          "FROM state_chunks WHERE blob = %s", (version, src.version))
             return self._replace(conn, ObjectInfo(
                 dst_bucket, dst_key, src.size, src.etag, src.content_type,
-                dict(src.metadata), 0.0, version, STANDARD), shard, "Copy")
+                dict(src.metadata), 0.0, version, STANDARD), shard, "Copy", trace)
 
     def delete_object(self, bucket: str, key: str, *, shard: int, version: str | None = None,
-                      op: str = "Delete") -> ObjectInfo | None:
+                      op: str = "Delete", trace: str | None = None) -> ObjectInfo | None:
         with self.db.transaction(f"cannot delete {key!r} from bucket {bucket!r}") as conn:
             self._lock(conn, ("object", bucket, key))
             row = conn.execute(
@@ -257,7 +258,7 @@ class ObjectOps:
             info = _info(row)
             conn.execute("DELETE FROM state_chunks WHERE blob = %s", (info.version,))
             self._append(conn, f"bucket:{bucket}", FeedEntry(
-                shard, key, "deleted", object_event_body(info, op)), self._now())
+                shard, key, "deleted", object_event_body(info, op), trace), self._now())
             return info
 
     def set_tier(self, bucket: str, key: str, version: str, tier: str, *, shard: int) -> bool:

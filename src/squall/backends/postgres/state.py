@@ -14,7 +14,8 @@ after another, in commit order, with no gaps (a rolled-back write gives its numb
 back), and a reader that saw seq n never later finds a new record <= n. A sequence or
 BIGSERIAL would not do: its numbers are handed out before commit, so a reader could pass
 a number whose transaction has not committed yet and skip it for good. The counter row
-outlives trims: numbers never restart.
+outlives trims: numbers never restart. A record keeps its writer's traceparent (`trace`,
+added when the store opens a schema made before that column existed).
 
 Row locks. A write locks its key with a transaction-scoped advisory lock on a 64-bit hash
 of (schema, table or bucket, key) before it reads the row, so it also serialises writers
@@ -65,6 +66,7 @@ FEED_TABLES = (
         event text NOT NULL,
         body text NOT NULL,
         at double precision NOT NULL,
+        trace text,  -- the writer's traceparent + loop lineage (FeedEntry.trace)
         PRIMARY KEY (feed, shard, seq))""",
     # the last seq handed out per shard: bumped (and so locked) by the appending
     # transaction; kept when records are trimmed
@@ -81,14 +83,18 @@ FEED_TABLES = (
         PRIMARY KEY (feed, consumer, shard))""",
 )
 
+# columns added since the tables were first released (Database adds them to older schemas)
+FEED_COLUMNS = (("state_feed", "trace", "text"),)
+
 _APPEND = f"""
 WITH head AS (
     INSERT INTO state_feed_heads AS h (feed, shard, seq) VALUES (%(feed)s, %(shard)s, 1)
     ON CONFLICT (feed, shard) DO UPDATE SET seq = h.seq + 1
     RETURNING h.seq),
 added AS (
-    INSERT INTO state_feed (feed, shard, seq, key, event, body, at)
-    SELECT %(feed)s, %(shard)s, head.seq, %(key)s, %(event)s, %(body)s, {NOW} FROM head
+    INSERT INTO state_feed (feed, shard, seq, key, event, body, at, trace)
+    SELECT %(feed)s, %(shard)s, head.seq, %(key)s, %(event)s, %(body)s, {NOW},
+           %(trace)s::text FROM head
     RETURNING seq)
 SELECT seq, pg_notify(%(channel)s, %(feed)s) FROM added"""
 
@@ -133,6 +139,7 @@ class PgStateStore(TableOps, ObjectOps):
         tables live in `schema`, else the URL's `?schema=`, else "squall". `clock`: where
         timestamps come from; None (the default) is the database server's clock."""
         self.db = Database(url, tables=FEED_TABLES + ITEM_TABLES + OBJECT_TABLES,
+                           columns=FEED_COLUMNS,
                            role="squall-state", pool_size=pool_size, schema=schema)
         self.schema = self.db.schema
         self.clock = clock
@@ -159,12 +166,14 @@ class PgStateStore(TableOps, ObjectOps):
                 at: float | None) -> int:
         row = conn.execute(_APPEND, {
             "feed": feed, "shard": entry.shard, "key": entry.key, "event": entry.event,
-            "body": entry.body, "now": at, "channel": self.channel}).fetchone()
+            "body": entry.body, "now": at, "trace": entry.trace,
+            "channel": self.channel}).fetchone()
         return row[0]
 
     def read_feed(self, feed: str, shard: int, after_seq: int, limit: int) -> list[FeedRecord]:
         rows = self.db.rows(f"cannot read feed {feed!r}",
-                            "SELECT feed, shard, seq, key, event, body, at FROM state_feed "
+                            "SELECT feed, shard, seq, key, event, body, at, trace "
+                            "FROM state_feed "
                             "WHERE feed = %s AND shard = %s AND seq > %s ORDER BY seq LIMIT %s",
                             (feed, shard, after_seq, limit))
         return [FeedRecord(*r) for r in rows]

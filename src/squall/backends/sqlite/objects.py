@@ -75,7 +75,7 @@ class _Writer:
         self._size += len(chunk)
 
     def commit(self, content_type: str, metadata: dict[str, str], *,
-               op: str = "Put") -> ObjectInfo:
+               op: str = "Put", trace: str | None = None) -> ObjectInfo:
         self.done = True
         try:
             self.file.flush()
@@ -90,7 +90,7 @@ class _Writer:
         info = ObjectInfo(self.bucket, self.key, self._size, self.md5.hexdigest(),
                           content_type, dict(metadata), self.store.clock(), version, STANDARD)
         try:
-            self.store._publish(info, self.shard, op)
+            self.store._publish(info, self.shard, op, trace)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
@@ -113,7 +113,8 @@ class ObjectOps:
     def _blob(self, tier: str, bucket: str, version: str) -> Path:
         return self.objects_dir / tier / bucket / version[:2] / version
 
-    def _publish(self, info: ObjectInfo, shard: int, op: str) -> None:
+    def _publish(self, info: ObjectInfo, shard: int, op: str,
+                 trace: str | None = None) -> None:
         """The new version's row and its "created" record, in one transaction; the
         replaced version's file goes after the commit."""
         with self._tx() as db:
@@ -124,7 +125,8 @@ class ObjectOps:
                         json.dumps(info.metadata), info.last_modified, info.version,
                         info.tier))
             self._append(db, f"bucket:{info.bucket}", FeedEntry(
-                shard, info.key, "created", object_event_body(info, op)), info.last_modified)
+                shard, info.key, "created", object_event_body(info, op), trace),
+                info.last_modified)
         if old is not None:
             self._drop_file(_info(old))
 
@@ -168,7 +170,7 @@ class ObjectOps:
         return [_info(r) for r in self._read(sql, args)]
 
     def copy_object(self, bucket: str, key: str, dst_bucket: str, dst_key: str, *,
-                    shard: int) -> ObjectInfo | None:
+                    shard: int, trace: str | None = None) -> ObjectInfo | None:
         version = uuid.uuid4().hex
         final = self._blob(STANDARD, dst_bucket, version)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -188,14 +190,14 @@ class ObjectOps:
         info = ObjectInfo(dst_bucket, dst_key, src.size, src.etag, src.content_type,
                           dict(src.metadata), self.clock(), version, STANDARD)
         try:
-            self._publish(info, shard, "Copy")
+            self._publish(info, shard, "Copy", trace)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
         return info
 
     def delete_object(self, bucket: str, key: str, *, shard: int, version: str | None = None,
-                      op: str = "Delete") -> ObjectInfo | None:
+                      op: str = "Delete", trace: str | None = None) -> ObjectInfo | None:
         with self._tx() as db:
             row = db.execute(f"SELECT {_COLS} FROM objects WHERE bucket = ? AND key = ?",
                              (bucket, key)).fetchone()
@@ -207,7 +209,7 @@ class ObjectOps:
             db.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
             now = self.clock()
             self._append(db, f"bucket:{bucket}", FeedEntry(
-                shard, key, "deleted", object_event_body(info, op)), now)
+                shard, key, "deleted", object_event_body(info, op), trace), now)
         self._drop_file(info)
         return info
 

@@ -5,7 +5,9 @@ Every thread gets its own connection (the service runs stores on a thread pool);
 write is one `BEGIN IMMEDIATE` transaction, so the row, its version and its feed record
 commit together or not at all. `synchronous=FULL` by default: a write that returned is
 on disk. Feed sequence numbers come from a per-(feed, shard) counter row updated in the
-writing transaction: taken in commit order, and never reused after a trim.
+writing transaction: taken in commit order, and never reused after a trim. A feed
+record keeps its writer's traceparent (`trace`); a database made before that column
+existed gets it when opened.
 
 Tables (tables.py) and objects (objects.py) are mixins over this base.
 """
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS feed (
     event TEXT NOT NULL,
     body TEXT NOT NULL,
     at REAL NOT NULL,
+    trace TEXT,             -- the writer's traceparent + loop lineage (FeedEntry.trace)
     PRIMARY KEY (feed, shard, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS feed_by_time ON feed(feed, at);
@@ -91,9 +94,21 @@ class SqliteStateStore(TableOps, ObjectOps):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             (self.objects_dir / "tmp").mkdir(parents=True, exist_ok=True)
             self._db().executescript(_SCHEMA)
+            self._add_trace_column()
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise StoreError(f"cannot open the state store at {self.path}: {exc}") from exc
+
+    def _add_trace_column(self) -> None:
+        """Give `feed.trace` to a database made before it existed (every record kept; its
+        old records have none: their consumers start new chains)."""
+        db = self._db()
+        if "trace" not in {r[1] for r in db.execute("PRAGMA table_info(feed)")}:
+            try:
+                db.execute("ALTER TABLE feed ADD COLUMN trace TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     # -- connections and transactions ------------------------------------------------
 
@@ -158,14 +173,15 @@ class SqliteStateStore(TableOps, ObjectOps):
             "INSERT INTO feed_heads (feed, shard, seq) VALUES (?, ?, 1) "
             "ON CONFLICT(feed, shard) DO UPDATE SET seq = seq + 1 RETURNING seq",
             (feed, entry.shard)).fetchone()
-        db.execute("INSERT INTO feed (feed, shard, seq, key, event, body, at) "
-                   "VALUES (?,?,?,?,?,?,?)",
-                   (feed, entry.shard, seq, entry.key, entry.event, entry.body, at))
+        db.execute("INSERT INTO feed (feed, shard, seq, key, event, body, at, trace) "
+                   "VALUES (?,?,?,?,?,?,?,?)",
+                   (feed, entry.shard, seq, entry.key, entry.event, entry.body, at,
+                    entry.trace))
         return seq
 
     def read_feed(self, feed: str, shard: int, after_seq: int, limit: int) -> list[FeedRecord]:
-        rows = self._read("SELECT feed, shard, seq, key, event, body, at FROM feed WHERE "
-                          "feed = ? AND shard = ? AND seq > ? ORDER BY seq LIMIT ?",
+        rows = self._read("SELECT feed, shard, seq, key, event, body, at, trace FROM feed "
+                          "WHERE feed = ? AND shard = ? AND seq > ? ORDER BY seq LIMIT ?",
                           (feed, shard, after_seq, limit))
         return [FeedRecord(*r) for r in rows]
 
