@@ -117,6 +117,7 @@ class Observability:
                     self.metrics.registry.register(counters)
         if orchestration is not None and self.tracer is not None:
             orchestration.engine.spans = WorkflowSpans(self.tracer)
+            orchestration.machines.tracer = self.tracer  # (state machines' resume spans)
 
     # -- /metrics ----------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ module turns the steps that carry it into spans:
                                                       call; a stream's records keep it)
     workflow  "process_video"         kind internal  (squall.workflows.engine; its steps'
                                                       invocations are its children)
+    resume    "resume process_video"  kind internal  (an execution going on after a timer,
+                                                      a signal, a restart or a takeover:
+                                                      a child of its first span, in the
+                                                      same trace; squall.resume says why)
 
 A span's id is the parent id of the `traceparent` handed to the next step, so the
 receiving side needs nothing but the event it got. The supervisor code doing work on
@@ -223,39 +227,122 @@ def _outgoing(op: str, payload: Any) -> list[tuple[str | None, str]]:
         return []  # a malformed call is the service's to refuse, not the tracer's
 
 
+RESUME_ATTR = "squall.resume"  # why an execution went on, on its resume span:
+RESUME_REASONS = ("restart", "timer", "takeover", "signal")  # (a restart's recover(), a
+# durable timer fired, another node took it over, a signal came)
+
+
+def resume_span(stored: str | None) -> tuple[str | None, str | None]:
+    """(a resume span's traceparent, its parent span id) under an execution's stored
+    traceparent; (None, None) if none is stored or it is not valid (an execution
+    started before traces were kept, or without one): the resume then starts a trace."""
+    parent = parent_span_id(stored) if isinstance(stored, str) else None
+    return (own_span(stored), parent) if parent is not None else (None, None)
+
+
 class WorkflowSpans:
-    """The span of each workflow execution: begun when it starts (under the caller's
-    traceparent), closed when it finishes; its step invocations are its children.
-    Held in memory: an execution resumed after a restart starts a new trace."""
+    """The spans of each workflow execution, in ONE trace however long it runs (as X-Ray
+    shows one trace per Step Functions execution): the execution's span, begun when it
+    starts (under the caller's traceparent) and closed when it finishes, and under it a
+    `resume <name>` span each time it goes on after a wait or in another process
+    (attribute squall.resume: timer, signal, restart, takeover), open until the next one
+    or the end. The steps' and replays' invocations are children of the latest.
+
+    The execution span's traceparent (with its loop lineage) and its caller's span id
+    are kept in the execution's first history event (`plan`), so a node that drives it
+    after a restart or a takeover goes on in the same trace (`restore`)."""
 
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
         self._open: dict[str, tuple[str, str | None, str, float]] = {}
+        self._resumed: dict[str, tuple[str, str, float]] = {}  # id -> (own, reason, start)
 
-    def begin(self, execution_id: str, name: str, trace: str | None) -> str:
-        """`trace`: the caller's traceparent (app.invoke_async), else the span of the
-        invocation whose service call started it (app.start_workflow)."""
+    def plan(self, trace: str | None) -> dict[str, Any]:
+        """The span of an execution about to start, as its first history event keeps it:
+        {"trace": its traceparent, "caller_span": its parent span id}. `trace`: the
+        caller's traceparent (app.invoke_async), else the span of the invocation whose
+        service call starts it (app.start_workflow)."""
         trace = trace or current_span.get()
-        own = own_span(trace)
-        parent = parent_span_id(trace)
-        start = self.tracer.clock()
+        return {"trace": own_span(trace), "caller_span": parent_span_id(trace)}
+
+    def begin(self, execution_id: str, name: str, trace: str | None, *,
+              planned: dict[str, Any] | None = None, start: float | None = None) -> str:
+        """Open the execution's span (`planned` by `plan`, else planned here)."""
+        planned = planned or self.plan(trace)
+        own, parent = planned["trace"], planned.get("caller_span")
+        start = self.tracer.clock() if start is None else start
         self._open[execution_id] = (own, parent, name, start)
         self.tracer.record(own, parent, name, "internal", name, start, 0.0, "running",
                            {"execution": execution_id, "workflow": name})
         return own
 
+    def restore(self, execution_id: str, name: str, stored: dict[str, Any],
+                started_at: float, reason: str) -> str:
+        """An execution this process did not start (a restart, a takeover): its span
+        again from `stored` (its first history event's data), and a resume span under
+        it. One stored without a trace (started before traces were kept) gets a new one."""
+        own = stored.get("trace")
+        if resume_span(own)[0] is None:
+            planned = {"trace": own_span(None), "caller_span": None}
+        else:
+            caller = stored.get("caller_span")
+            planned = {"trace": own, "caller_span": caller if isinstance(caller, str) else None}
+        self.begin(execution_id, name, None, planned=planned, start=started_at)
+        return self.resume(execution_id, reason) or planned["trace"]
+
+    def resume(self, execution_id: str, reason: str) -> str | None:
+        """The execution goes on (RESUME_REASONS): close its last resume span, open a new
+        one under its span; its traceparent (None: no span is open here)."""
+        if reason not in RESUME_REASONS:
+            raise ValueError(f"unknown resume reason {reason!r}; one of {RESUME_REASONS}")
+        entry = self._open.get(execution_id)
+        if entry is None:
+            return None
+        exec_own, _, name, _ = entry
+        now = self.tracer.clock()
+        self._close_resume(execution_id, entry, now, "ok")
+        own = own_span(exec_own)
+        self._resumed[execution_id] = (own, reason, now)
+        self.tracer.record(own, exec_own[36:52], f"resume {name}", "internal", name, now,
+                           0.0, "running", {"execution": execution_id, "workflow": name,
+                                            RESUME_ATTR: reason})
+        return own
+
+    def _close_resume(self, execution_id: str, entry: tuple[str, str | None, str, float],
+                      now: float, status: str) -> None:
+        last = self._resumed.pop(execution_id, None)
+        if last is None:
+            return
+        own, reason, start = last
+        exec_own, _, name, _ = entry
+        self.tracer.record(own, exec_own[36:52], f"resume {name}", "internal", name, start,
+                           max(0.0, (now - start) * 1000.0), status,
+                           {"execution": execution_id, "workflow": name, RESUME_ATTR: reason})
+
     def trace(self, execution_id: str) -> str | None:
+        """The span the execution's invocations go under: its latest resume span, else
+        its own."""
+        last = self._resumed.get(execution_id)
+        if last is not None:
+            return last[0]
         entry = self._open.get(execution_id)
         return entry[0] if entry else None
+
+    def forget(self, execution_id: str) -> None:
+        """Another node drives it now (a lost lease): its spans are that node's to close."""
+        self._open.pop(execution_id, None)
+        self._resumed.pop(execution_id, None)
 
     def end(self, execution_id: str, status: str) -> None:
         entry = self._open.pop(execution_id, None)
         if entry is None:
             return
         own, parent, name, start = entry
-        duration = max(0.0, (self.tracer.clock() - start) * 1000.0)
-        self.tracer.record(own, parent, name, "internal", name, start, duration,
-                           "ok" if status == "succeeded" else status,
+        now = self.tracer.clock()
+        status = "ok" if status == "succeeded" else status
+        self._close_resume(execution_id, entry, now, status)
+        duration = max(0.0, (now - start) * 1000.0)
+        self.tracer.record(own, parent, name, "internal", name, start, duration, status,
                            {"execution": execution_id, "workflow": name})
 
 

@@ -292,7 +292,7 @@ class LocalInvoker:
             error_type=etype, error_message=emsg, stack_trace=stack, started_at=t_wall,
             duration_ms=duration_ms, memory_mb=cfg.memory_mb,
             max_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-            cold=cold, init_ms=0.0 if cold else None, logs=logs, status=status,
+            cold=cold, init_ms=0.0 if cold else None, logs=logs, status=status, trace=own,
         )
 
     async def invoke(self, function: str, kind: str, payload: Any, *,

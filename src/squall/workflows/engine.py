@@ -19,6 +19,12 @@ interval each node also offers to drive the running executions nobody drives her
 a dead node's executions are taken over (replayed from history) once its leases expire.
 `result()` then polls the store, as the execution may finish on another node.
 
+One trace per execution (when traced: `spans`, squall.observe.traces.WorkflowSpans):
+WorkflowStarted keeps the execution span's traceparent (with its loop lineage) and its
+caller's span id; a timer firing or a signal opens a resume span under it, and a driver
+for an execution this process did not start (recover() after a restart, a takeover)
+restores it from there, so every replay and step of the execution stays in its trace.
+
 Steps and a saga's compensations run in squall.workflows.steps, timers, signals and the
 inbox in squall.workflows.waits (mixins of the engine): this module drives.
 """
@@ -99,7 +105,10 @@ class WorkflowEngine(RunsSteps, Waits):
         self._cancelling: set[str] = set()  # their steps are not retried any more
         self._changed = asyncio.Event()
         self._stopping = False
-        self.spans: Any = None  # squall.observe.traces.WorkflowSpans: one span per execution
+        self.spans: Any = None  # squall.observe.traces.WorkflowSpans: one trace per execution
+        # why a driver about to start will drive an execution this process did not start
+        # (its resume span's squall.resume; "restart" unless said otherwise)
+        self._resume_reason: dict[str, str] = {}
         # an execution reached a final status (squall.workflows.handoff.Handoffs.ended)
         self.on_final: Callable[[str], None] | None = None
 
@@ -169,10 +178,14 @@ class WorkflowEngine(RunsSteps, Waits):
         # the distributed mode: the lease first, so the starting node drives it (another
         # node's takeover scan never finds it running and unleased)
         leased = self.leases is not None and await self.leases.acquire(f"wf:{eid}")
+        started: dict[str, Any] = {"name": name, "input": input}
+        planned = self.spans.plan(trace) if self.spans is not None else None
+        if planned is not None:  # its span, kept: a restart or takeover goes on in its trace
+            started.update(planned)
         try:
             ex = self.store.create(
                 Execution(id=eid, name=name, kind="workflow", status="running", input=input,
-                          parent=parent), [("WorkflowStarted", {"name": name, "input": input})])
+                          parent=parent), [("WorkflowStarted", started)])
         except ExecutionExists:
             if leased and eid not in self._drivers:
                 self._kick(eid)  # its driver releases the lease if it is finished
@@ -187,7 +200,7 @@ class WorkflowEngine(RunsSteps, Waits):
             raise
         logs.event("workflow started", workflow=name, execution=eid)
         if self.spans is not None:
-            self.spans.begin(eid, name, trace)
+            self.spans.begin(eid, name, trace, planned=planned)
         self._kick(eid)
         return ex
 
@@ -332,6 +345,7 @@ class WorkflowEngine(RunsSteps, Waits):
                 if not held:  # another node drives it; the takeover loop offers again
                     self._wake.pop(eid, None)
                     self._force.discard(eid)
+                    self._resume_reason.pop(eid, None)
                     return
             await self._drive_loop(eid)
         except Exception as exc:  # pragma: no cover - a bug or the store failing
@@ -352,6 +366,8 @@ class WorkflowEngine(RunsSteps, Waits):
         while not self._stopping:
             if not self._mine(eid):
                 logs.event("workflow lease lost; another node drives it", execution=eid)
+                if self.spans is not None:
+                    self.spans.forget(eid)
                 return
             ex = self.store.get(eid)
             if ex is None:
@@ -383,6 +399,11 @@ class WorkflowEngine(RunsSteps, Waits):
                 if e.type in ("StepCompleted", "StepFailed", "TimerFired", "SignalDelivered",
                               "SignalTimedOut", "ChildCompleted", "ChildFailed")}
             cancelled = any(e.type == "CancelRequested" for e in history)
+            if self.spans is not None and history and self.spans.trace(eid) is None:
+                # started by another process (it restarted, or died and this node took
+                # over): go on in the trace its first history event keeps
+                self.spans.restore(eid, ex.name, history[0].data, ex.created_at,
+                                   self._resume_reason.pop(eid, "restart"))
             decision = await self._decide(ex, history)
             status = decision["status"]
             if status == "suspended" and cancelled:
@@ -507,7 +528,8 @@ class WorkflowEngine(RunsSteps, Waits):
 
     async def _start_child(self, child_id: str, cmd: dict[str, Any], parent: str) -> None:
         try:
-            child = await self.start(cmd["name"], cmd.get("input"), id=child_id, parent=parent)
+            child = await self.start(cmd["name"], cmd.get("input"), id=child_id, parent=parent,
+                                     **self._trace(parent))  # (in the parent's trace)
         except LookupError as exc:
             self._record(parent, "ChildFailed", {"op": cmd["op"], "name": cmd["name"], "error": {
                 "errorType": "Workflow.UnknownWorkflow", "errorMessage": str(exc)}})
@@ -539,4 +561,5 @@ class WorkflowEngine(RunsSteps, Waits):
             for ex in running:  # (this app's workflows: not state machines, not other apps')
                 if ex.kind == "workflow" and ex.name in self.workflows and (
                         ex.id not in self._drivers):
+                    self._resume_reason[ex.id] = "takeover"
                     self._kick(ex.id)

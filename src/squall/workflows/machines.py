@@ -64,6 +64,14 @@ checkpoint; the length fencing keeps a paused former holder from advancing one a
 A parked execution keeps its lease on the node that parked it (its timer is there); a
 node taking over a dead node's parked execution re-arms its timer; a caller waiting on
 an execution that ends on another node sees it in the store every lease interval.
+
+One trace per execution. StateMachineStarted keeps `trace`: the traceparent (with its
+loop lineage) of the invocation that started it (the calling invocation's span, which
+the supervisor knows per service call). Every resume, after a timer, a restart or on
+the node taking it over, runs under a `resume <name>` span that is a child of it
+(attribute squall.resume: timer, restart, takeover), so the waterfall of a week-long
+execution is one tree, and a resume carries on the event chain's loop counts instead of
+starting them again.
 """
 
 from __future__ import annotations
@@ -80,6 +88,7 @@ from ..backends.workflow_store import (FAILED, FINAL, SUCCEEDED, TIMED_OUT, Exec
                                        ExecutionExists, HistoryEvent, WorkflowStore,
                                        WorkflowStoreError)
 from ..observe import logs
+from ..observe.traces import RESUME_ATTR, current_span, resume_span
 from ..runtime.parked import PARKED
 from .timers import timer_loop
 
@@ -198,6 +207,8 @@ class MachineExecutions:
         self._armed = asyncio.Event()  # (tests: until an execution parks)
         self._timer_loop_task: asyncio.Task[None] | None = None
         self._outcomes: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.tracer: Any = None  # squall.observe.traces.Tracer: the resume spans
+        self._traces: dict[str, str] = {}  # id -> its starting traceparent, once read
         # an execution reached a final status (squall.workflows.handoff.Handoffs.ended:
         # the destinations of the asynchronous invocation that started it)
         self.on_final: Callable[[str], None] | None = None
@@ -220,10 +231,13 @@ class MachineExecutions:
         if op == "begin":  # name, id, input, state, events: create, or find it
             name, eid, input_, state, events = a
             await self._claim(eid)
+            started = {"state": state, "events": events}
+            trace = current_span.get()  # the starting invocation's: its resumes go under it
+            if trace:
+                started["trace"] = trace
             try:
                 self.store.create(Execution(id=eid, name=name, kind=KIND, status="running",
-                                            input=input_),
-                                  [("StateMachineStarted", {"state": state, "events": events})])
+                                            input=input_), [("StateMachineStarted", started)])
                 logs.event("state machine execution started", state_machine=name,
                            execution=eid)
             except ExecutionExists:
@@ -257,6 +271,7 @@ class MachineExecutions:
                                     expected_length=length, status=status,
                                     output=state.get("output"), error=error)
             if status is not None:
+                self._traces.pop(eid, None)
                 logs.event("state machine execution finished", execution=eid, status=status)
                 self._settle(eid, {"output": state.get("output")} if error is None
                              else error)
@@ -316,7 +331,7 @@ class MachineExecutions:
             ex = self.store.get(eid)
             if ex is None or ex.status in FINAL or eid in self._resuming:
                 continue
-            self._start_resume(ex)
+            self._start_resume(ex, "timer")
             fired += 1
         return fired
 
@@ -352,10 +367,11 @@ class MachineExecutions:
             except asyncio.TimeoutError:
                 continue
 
-    async def recover(self) -> int:
+    async def recover(self, reason: str = "restart") -> int:
         """Resume every running state-machine execution (after a crash or restart); in
-        the distributed mode, those whose lease this node could take. One parked at a
-        Wait or a back-off that has not ended yet gets its timer armed again instead."""
+        the distributed mode, those whose lease this node could take (`reason`
+        "takeover": the takeover loop). One parked at a Wait or a back-off that has not
+        ended yet gets its timer armed again instead."""
         running = [ex for ex in self.store.list(status="running", limit=1_000_000)
                    if ex.kind == KIND and ex.id not in self._resuming
                    and ex.id not in self.parked]
@@ -367,20 +383,42 @@ class MachineExecutions:
             if wake_at is not None and wake_at > self.clock():
                 self._arm(wake_at, ex.id)
             else:
-                self._start_resume(ex)
+                self._start_resume(ex, reason)
         return len(running)
 
-    def _start_resume(self, ex: Execution) -> None:
-        task = asyncio.ensure_future(self._resume(ex))
+    def _start_resume(self, ex: Execution, reason: str) -> None:
+        task = asyncio.ensure_future(self._resume(ex, reason))
         self._tasks.add(task)
         self._resuming[ex.id] = task
         task.add_done_callback(lambda t, eid=ex.id: (self._tasks.discard(t),
                                                      self._resuming.pop(eid, None)))
 
-    async def _resume(self, ex: Execution) -> None:
-        logs.event("state machine execution resumed", state_machine=ex.name, execution=ex.id)
+    def _started_trace(self, eid: str) -> str | None:
+        """The traceparent StateMachineStarted keeps (None: started without one)."""
+        trace = self._traces.get(eid)
+        if trace is None:
+            first = self.store.history(eid)[:1]
+            trace = first[0].data.get("trace") if first else None
+            if not isinstance(trace, str):
+                return None
+            self._traces[eid] = trace
+        return trace
+
+    async def _resume(self, ex: Execution, reason: str) -> None:
+        logs.event("state machine execution resumed", state_machine=ex.name, execution=ex.id,
+                   reason=reason)
+        stored = self._started_trace(ex.id)
+        own, parent = resume_span(stored)  # (its lineage goes on even when not traced)
+        start = self.tracer.clock() if self.tracer is not None else 0.0
         result = await self.invoke(ex.name, "event", json.dumps({RESUME: ex.id}),
-                                   request_id=str(uuid.uuid4()))
+                                   request_id=str(uuid.uuid4()),
+                                   **({"trace": own} if own else {}))
+        if own is not None and self.tracer is not None:
+            self.tracer.record(own, parent, f"resume {ex.name}", "internal", ex.name, start,
+                               max(0.0, (self.tracer.clock() - start) * 1000.0),
+                               "ok" if result.ok else result.status,
+                               {"execution": ex.id, "state_machine": ex.name,
+                                RESUME_ATTR: reason})
         now = self.store.get(ex.id)
         if now is not None and now.status not in FINAL and not result.ok:
             logs.event("state machine execution could not resume", execution=ex.id,
@@ -406,7 +444,7 @@ class MachineExecutions:
         while True:
             await asyncio.sleep(self.leases.interval)
             try:
-                await self.recover()
+                await self.recover("takeover")
             except Exception as exc:  # the store unreachable for a moment: next interval
                 logs.event("state machine takeover scan failed", error=repr(exc))
 

@@ -31,6 +31,8 @@ class Waits:
             raise WorkflowStoreError(f"execution {execution_id!r} is {ex.status}: it takes "
                                      "no more signals")
         self.store.append(execution_id, [("SignalReceived", {"signal": name, "data": data})])
+        if self.spans is not None:  # (its driver, if here, goes on under a resume span)
+            self.spans.resume(execution_id, "signal")
         self._force.add(execution_id)
         self._kick(execution_id)
 
@@ -47,7 +49,9 @@ class Waits:
             if ex is None or ex.status in FINAL:
                 continue
             t = "TimerFired" if kind == "timer" else "SignalTimedOut"
-            self._record(eid, t, {"op": op, "name": "sleep" if kind == "timer" else kind[7:]})
+            if self._record(eid, t, {"op": op, "name": "sleep" if kind == "timer" else kind[7:]}
+                            ) and self.spans is not None:
+                self.spans.resume(eid, "timer")
             fired += 1
         return fired
 
