@@ -101,6 +101,7 @@ class Function:
     handler: Handler
     takes_context: bool
     is_async: bool
+    body_model: type | None = None  # a route's pydantic `model=`, run before the handler
 
     @property
     def name(self) -> str:
@@ -518,6 +519,7 @@ class App(Calls, DeclaresState, DeclaresSources, DeclaresWorkflows, DeclaresEven
             handler=handler,
             takes_context=takes_two,
             is_async=inspect.iscoroutinefunction(handler),
+            body_model=self.request_model(fname) if cfg.kind == "http" else None,
         )
 
     # -- reading -------------------------------------------------------------------

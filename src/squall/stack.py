@@ -75,11 +75,15 @@ class AppStack:
         opts = self.opts
         store = open_store(opts.store)  # created and checked here
         store.close()
+        from .security.stores import open_security  # keys, secrets: a bad master key stops
+        # the node here, before anything starts (SecretKeyError names the fix)
+        security = self.security = open_security(opts.data_dir, opts.store_url, check=True)
         broker = self.broker = open_broker(opts.broker)
         try:
             await broker.stats("_squall.health")  # reachable and usable, or fail fast
         except BaseException:
             await broker.close()
+            security.close()
             raise
         sink = self.sink = ProcessLogSink(opts.store)
         recorder = self.recorder = Recorder(sink, echo=opts.echo)
@@ -91,6 +95,7 @@ class AppStack:
         except BaseException:
             sink.close()
             await broker.close()
+            security.close()
             raise
         recorder.app = manifest["app"]
         recorder.start()
@@ -132,7 +137,8 @@ class AppStack:
 
         self.gateway = Gateway(runtime, manifest, expose_errors=opts.expose_errors,
                                admin=admin, webhooks=webhooks,
-                               security=attach_security(runtime, manifest, opts.data_dir))
+                               security=attach_security(runtime, manifest, opts.data_dir,
+                                                        stores=security))
         from .observe.live import Observability  # metrics, traces, alerts, retention
 
         observe = self.observe = Observability(manifest["app"], recorder.add_span)
@@ -148,6 +154,7 @@ class AppStack:
         await self.runtime.stop()
         await self.observe.stop()
         self.state.close()
+        self.security.close()
         self.orchestration.close()
         await self.broker.close()
         await self.recorder.close()

@@ -141,6 +141,7 @@ class InvocationResult:
     init_ms: float | None = None
     logs: str = ""
     status: str = "ok"  # ok | error | timeout | memory | crash | throttled
+    trace: str | None = None  # this invocation's traceparent: its trace id goes on log lines
 
     @property
     def output(self) -> Any:

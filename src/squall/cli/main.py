@@ -123,6 +123,7 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
 def serving(host: str, port: int) -> Iterator[None]:
     """What a serving command (run, dev, worker, server) says when it cannot serve: exit 2."""
     from ..backends import BrokerError
+    from ..security.secrets import SecretError
 
     try:
         yield
@@ -130,6 +131,8 @@ def serving(host: str, port: int) -> Iterator[None]:
         err.print(exc.detail or "", highlight=False, markup=False)
         raise fail(f"the app could not be loaded: {exc}") from None
     except (BrokerError, StoreError, ImportError) as exc:  # ImportError: an optional extra
+        raise fail(str(exc)) from None
+    except SecretError as exc:  # the secrets' master key (squall.security.shared_secrets)
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc}") from None

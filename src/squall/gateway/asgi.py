@@ -127,6 +127,12 @@ class Gateway:
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         policy = self._policies.get(match.target.function) if self._policies else None
+        if (method == "OPTIONS" and policy is not None and policy.cors
+                and match.target.route_key.startswith("ANY ")
+                and _header(headers, "origin") is not None
+                and _header(headers, "access-control-request-method") is not None
+                and await self._preflight(scope, path, rid, send)):
+            return  # a CORS preflight to an ANY route: answered here, as API Gateway does
         context = None
         try:
             if self._app_throttled:
@@ -228,7 +234,10 @@ class Gateway:
         await _send(send, *error_body(exc.code, rid, **exc.detail), _JSON + extra, rid)
 
     async def _preflight(self, scope: dict, path: str, rid: str, send: Callable) -> bool:
-        """Answer a CORS preflight for a route that declares CORS; False if none does."""
+        """Answer a CORS preflight for a route that declares CORS; False if none does.
+        The route is the one the browser's actual request (Access-Control-Request-Method)
+        will take. A preflight reaches a function only through a route declared with
+        OPTIONS itself, or an ANY route whose actual route does not declare `cors=`."""
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         wanted = _header(headers, "access-control-request-method")
         try:

@@ -7,6 +7,9 @@ Written once and used by both the forked worker and the in-process test harness:
 * HTTP, aws-rest-v1:  handler(event, context)  -> proxy response dict
 * event:              handler(data, ctx)       -> any JSON value
 
+An HTTP route declared with a pydantic `model=` has its body validated by that class
+first (squall.security.models): a refusal is the gateway's 400, the handler not called.
+
 `def` and `async def` handlers go through the same path: an awaitable result is run to
 completion on the caller-supplied event loop.
 """
@@ -24,6 +27,7 @@ from ..events import aws_apigw
 from ..events import queue as queue_events
 from ..events import stream as stream_events
 from ..backends.state import StateError
+from ..security import models as body_models
 from ..state import formats as state_formats
 from ..events.http import HTTPError, InvalidResponse, Request, error_response, to_http_response
 from ..types import Context, HttpRequest, HttpResponse
@@ -134,6 +138,10 @@ def call(
     try:
         if kind == "http":
             raw = http_request_from_wire(payload)
+            if fn.body_model is not None:  # the route's pydantic class, validators and all
+                refused = body_models.refusal(fn.body_model, raw.body, raw.request_id)
+                if refused is not None:
+                    return http_response_to_wire(refused)
             if cfg.format == "native":
                 request = Request(raw)
                 try:
@@ -169,5 +177,8 @@ def call(
         raise
     except InvalidResponse as exc:
         raise HandlerFailure("Runtime.InvalidResponse", str(exc), []) from None
+    except body_models.ModelBug as exc:  # a validator's bug: the function failed
+        cause = exc.__cause__ or exc
+        raise HandlerFailure("Squall.RequestModelError", str(exc), _failure(cause).stack) from None
     except Exception as exc:
         raise _failure(exc) from None

@@ -25,4 +25,5 @@ def check(function: str, trace: str | None,
                    limit=exc.limit, trace=trace.partition(";")[0] if trace else None)
         return trace, InvocationResult(
             request_id=request_id, function=function, ok=False, status="error",
-            error_type=RECURSIVE_LOOP, error_message=str(exc), started_at=time.time())
+            error_type=RECURSIVE_LOOP, error_message=str(exc), started_at=time.time(),
+            trace=trace)

@@ -60,7 +60,7 @@ class Recorder:
             self._rows.append(row)
         self._count += 1
         if self.echo == "all" or (self.echo == "errors" and result.status != "ok"):
-            self._echo(InvocationRecord(*row))
+            self._echo(InvocationRecord(*row), result.trace)
         if self._wakeup is not None and self._count >= MAX_BATCH:
             self._wakeup.set()
 
@@ -70,15 +70,20 @@ class Recorder:
         if self._wakeup is not None and len(self._spans) >= MAX_BATCH:
             self._wakeup.set()
 
-    def _echo(self, row: InvocationRecord) -> None:
+    def _echo(self, row: InvocationRecord, trace: str | None) -> None:
+        """The invocation and its output as structured lines on stderr, each with the
+        request id and trace id (the fields `squall.logger` lines carry), so a line on
+        the console leads to `squall logs` and `squall trace`."""
+        trace_id = trace[3:35] if trace and len(trace) >= 55 else None
         for line in row.logs.rstrip("\n").split("\n") if row.logs else ():
             logs.event("function output", app=self.app, function=row.function,
-                       request_id=row.request_id, cold=row.cold, line=line)
+                       request_id=row.request_id, trace_id=trace_id, cold=row.cold, line=line)
         level = logging.INFO if row.status == "ok" else logging.WARNING
         logs.event(
             "invocation", level, app=self.app, function=row.function, request_id=row.request_id,
-            status=row.status, duration_ms=row.duration_ms, billed_ms=row.billed_ms,
-            memory_mb=row.memory_mb, max_memory_mb=row.max_memory_mb, cold=row.cold,
+            trace_id=trace_id, status=row.status, duration_ms=row.duration_ms,
+            billed_ms=row.billed_ms, memory_mb=row.memory_mb, max_memory_mb=row.max_memory_mb,
+            cold=row.cold,
             init_ms=row.init_ms, error_type=row.error_type, error_message=row.error_message,
         )
 

@@ -263,7 +263,7 @@ class Runtime:
             result = InvocationResult(
                 request_id=rid, function=function, ok=False, status="throttled",
                 error_type="TooManyRequestsException", error_message=str(exc),
-                started_at=started_wall, memory_mb=pool.cfg.memory_mb,
+                started_at=started_wall, memory_mb=pool.cfg.memory_mb, trace=own,
             )
             self._record(result, kind)
             if self.tracer is not None:
@@ -283,7 +283,7 @@ class Runtime:
             error_type=error_type, error_message=error_message, stack_trace=stack,
             started_at=time.time() - (time.monotonic() - pending.t_enqueued),
             duration_ms=duration_ms, memory_mb=cfg.memory_mb, max_memory_mb=max_memory_mb,
-            cold=cold, init_ms=init_ms, logs=logs, status=status,
+            cold=cold, init_ms=init_ms, logs=logs, status=status, trace=pending.trace,
         )
         if self.redact is not None:  # secret values out of logs, traces, errors
             result = self.redact(result)

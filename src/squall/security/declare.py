@@ -10,7 +10,8 @@
 
 Each route's settings become `RouteSecurity` (frozen) and then plain data in the manifest
 ("security"), which the gateway (squall.security.guard) reads. A pydantic model is turned
-into its JSON Schema here, so no user class crosses to the supervisor.
+into its JSON Schema here, so no user class crosses to the supervisor; the class itself
+stays with the app (`request_model`), for the worker to run its validators.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..config import ConfigError
+from .models import is_model_class
 
 ROUTE_SETTINGS = ("auth", "scopes", "throttle", "model", "cors", "summary", "tags")
 _SECRET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
@@ -268,7 +270,14 @@ class DeclaresSecurity:
         if previous is not None and previous != sec:
             raise ConfigError(f"{owner}: registered again with other security settings")
         self.route_security[fname] = sec
+        if is_model_class(model):  # its own validators run in the worker (security.models)
+            self.__dict__.setdefault("_request_models", {})[fname] = model
         return sec
+
+    def request_model(self, fname: str) -> type | None:
+        """The pydantic class an HTTP function declared as `model=`, if any: the worker
+        validates bodies with it before the handler (the manifest has its JSON Schema)."""
+        return self.__dict__.get("_request_models", {}).get(fname)
 
     def take_secrets(self, fname: str, settings: dict[str, Any]) -> None:
         """Pop `secrets=` (names of squall secrets the function may read)."""

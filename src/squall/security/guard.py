@@ -1,7 +1,8 @@
 """What the gateway asks before it invokes a secured route: CORS, auth, throttling,
 validation. Built from the manifest's "security" section (squall.security.declare).
 
-    preflight?  -> 204 with the CORS headers (or 403 for an origin not allowed)
+    preflight?  -> 204 with the CORS headers (or 403 for an origin not allowed); also
+                   for an `ANY` route, which would otherwise get the OPTIONS request
     admit()     -> app-wide bucket, authorizer (API key | JWT | function), scopes,
                    route bucket, the key's usage plan (bucket + daily quota)
     validate()  -> the body against the route's model (400 with the failing fields)
@@ -13,16 +14,24 @@ Every refusal is a `Reject`: a gateway error code, details for the JSON body, he
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..backends.base import StoreError
+from ..observe import logs
 from .authorizers import FunctionAuthorizer
 from .jwt_auth import AuthError, JwtVerifier, bearer
 from .keys import KeyStore
 from .secrets import SecretStore
+from .shared_keys import SharedQuotas
 from .throttle import ThrottleCounters, Throttled, Throttles
 from .validation import BodyValidator, InvalidBody
+
+
+# what `ANY` stands for in a preflight answer (Access-Control-Allow-Methods)
+ANY_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class Reject(Exception):
@@ -55,20 +64,32 @@ def _throttled(exc: Throttled, code: str = "throttled") -> Reject:
 class GatewaySecurity:
     def __init__(self, invoker: Any = None, *, keys: KeyStore | None = None,
                  secrets: SecretStore | None = None,
+                 quotas: SharedQuotas | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  counters: ThrottleCounters | None = None) -> None:
+        """`quotas`: daily quotas counted in the store shared by the nodes (it takes this
+        gateway's wall clock and counters); None: counted here, in memory."""
         self.invoker = invoker
         self.keys = keys if keys is not None else KeyStore(None)
         self.secrets = secrets
         self.clock = clock
         self.throttles = Throttles(clock=clock, wall=wall, counters=counters)
+        self.quotas = quotas
+        if quotas is not None:
+            quotas.wall, quotas.counters = wall, self.throttles.counters
         self.policies: dict[str, RoutePolicy] = {}
         self.app_throttle: tuple[float, int] | None = None
         self.limits: dict[str, Any] = {}
         self.has_cors = False
         # called with each new manifest (hot reload): e.g. who may read which secret
         self.on_configure: Callable[[dict[str, Any]], None] | None = None
+        # called by close(): releases the shared stores (key poller, quota threads)
+        self.on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
 
     @property
     def counters(self) -> ThrottleCounters:
@@ -159,13 +180,24 @@ class GatewaySecurity:
                     self.throttles.check(f"key:{context['keyId']}", plan.rate,
                                          plan.burst or max(1, int(plan.rate)))
                 if plan.quota_per_day is not None:
-                    try:
-                        self.throttles.quota(context["keyId"], plan.quota_per_day)
-                    except Throttled as exc:
-                        raise _throttled(exc, "quota_exceeded") from None
+                    await self._quota(context["keyId"], plan.quota_per_day)
         except Throttled as exc:
             raise _throttled(exc) from None
         return context
+
+    async def _quota(self, key_id: str, per_day: int) -> None:
+        try:
+            if self.quotas is None:
+                self.throttles.quota(key_id, per_day)
+            else:
+                await self.quotas.take(key_id, per_day)
+        except Throttled as exc:
+            raise _throttled(exc, "quota_exceeded") from None
+        except StoreError as exc:  # the shared count is unknown: refuse rather than guess
+            logs.event("cannot count a request against its API key's daily quota",
+                       logging.ERROR, key=key_id, error=str(exc))
+            raise Reject("unavailable", {"errorMessage": "the API key's daily quota cannot "
+                                         "be checked right now; retry shortly"}) from None
 
     def _api_key(self, headers: list[tuple[str, str]]) -> dict[str, Any]:
         presented = None
@@ -219,7 +251,9 @@ class GatewaySecurity:
         """The headers of a 204 answer to a CORS preflight, or Reject."""
         base = self.cors_headers(p, origin)
         allowed = p.cors["methods"] or sorted(p.methods)
-        if not base or (method not in allowed and "ANY" not in allowed):
+        if "ANY" in allowed:  # not a method a browser knows: name them
+            allowed = sorted(set(allowed) - {"ANY"} | set(ANY_METHODS))
+        if not base or method not in allowed:
             raise Reject("forbidden", {"errorMessage": f"CORS: origin {origin!r} may not "
                                        f"{method} this route"})
         return base + [

@@ -6,8 +6,9 @@ password hash protects low-entropy secrets, which these are not); the plain key 
 once, by `squall keys create`, and never stored.
 
 The file is re-read when it changes (checked at most once a second), so a key revoked
-with the CLI stops working on a running server within a second. In distributed mode every
-node reads the same file (a shared --data-dir, or a copy per node).
+with the CLI stops working on a running server within a second. This is the embedded
+mode's store; nodes that share an app store keep the same records in it instead
+(squall.security.shared_keys).
 """
 
 from __future__ import annotations
@@ -116,17 +117,27 @@ class KeyStore:
             self._checked = now
             self._load()
 
-    def create(self, name: str, plan: UsagePlan | None = None) -> tuple[str, ApiKey]:
-        """A new key: returns the plain key (show it once) and its record."""
+    def new_key(self, name: str, plan: UsagePlan | None) -> tuple[str, str, dict[str, Any]]:
+        """A fresh key for `name`: its id, the plain key and the record to store."""
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise KeyStoreError(f"key name {name!r} is invalid: use 1-64 letters, digits, '_', "
                             "'.', '@' or '-'")
+        key_id = secrets.token_hex(6)
+        plain = f"sq_{key_id}_{secrets.token_urlsafe(32)}"
+        return key_id, plain, {"hash": _hash(plain), "name": name, "created": self.clock(),
+                               "revoked": False, "plan": asdict(plan or UsagePlan())}
+
+    @staticmethod
+    def key_id(key: str) -> str:
+        """The id of `key`, given as an id or as the plain key."""
+        m = _KEY_RE.fullmatch(key)
+        return m.group(1) if m else key
+
+    def create(self, name: str, plan: UsagePlan | None = None) -> tuple[str, ApiKey]:
+        """A new key: returns the plain key (show it once) and its record."""
+        key_id, plain, record = self.new_key(name, plan)
         with self._lock:
             self._load()
-            key_id = secrets.token_hex(6)
-            plain = f"sq_{key_id}_{secrets.token_urlsafe(32)}"
-            record = {"hash": _hash(plain), "name": name, "created": self.clock(),
-                      "revoked": False, "plan": asdict(plan or UsagePlan())}
             self._records[key_id] = record
             self._save()
         return plain, self._key(key_id, record)
@@ -135,8 +146,7 @@ class KeyStore:
         """Revoke by id (or by the plain key)."""
         with self._lock:
             self._load()
-            m = _KEY_RE.fullmatch(key)
-            key_id = m.group(1) if m else key
+            key_id = self.key_id(key)
             record = self._records.get(key_id)
             if record is None:
                 raise KeyStoreError(f"no API key with id {key_id!r}; `squall keys list` shows them")
@@ -148,6 +158,9 @@ class KeyStore:
         with self._lock:
             self._load()
             return [self._key(k, r) for k, r in self._records.items()]
+
+    def close(self) -> None:
+        """Nothing to release for a file (the shared store stops its poller here)."""
 
     def verify(self, key: str) -> ApiKey | None:
         """The live key record for a presented key, or None (unknown, wrong or revoked)."""

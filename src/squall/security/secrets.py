@@ -5,6 +5,9 @@ package) under a key kept in `secrets.key` beside them, mode 0600; a key file ot
 read is refused. The supervisor decrypts a value only when a function that declared it
 asks (`app.secret(name)`), so a function sees only its own secrets, and the values are
 redacted from the invocation log (squall.security.redact).
+
+This is the embedded mode's store; nodes that share an app store keep the ciphertexts in
+it, under a master key given to every node (squall.security.shared_secrets).
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ MAX_SECRET_BYTES = 64 * 1024
 
 class SecretError(ValueError):
     """A secret that cannot be stored or read; the message says why and what to do."""
+
+
+def checked_secret(name: str, value: str) -> bytes:
+    """The bytes to encrypt for secret `name`, or SecretError saying what is wrong."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise SecretError(f"secret name {name!r} is invalid: use letters, digits, '_', '.' "
+                          "or '-', starting with a letter or '_' (at most 128)")
+    data = value.encode() if isinstance(value, str) else value
+    if not isinstance(data, bytes) or len(data) > MAX_SECRET_BYTES:
+        raise SecretError(f"secret {name!r}: the value must be text of at most "
+                          f"{MAX_SECRET_BYTES} bytes")
+    return data
 
 
 class SecretStore:
@@ -63,13 +78,7 @@ class SecretStore:
         return json.loads(self.path.read_text())
 
     def set(self, name: str, value: str) -> None:
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise SecretError(f"secret name {name!r} is invalid: use letters, digits, '_', '.' "
-                              "or '-', starting with a letter or '_' (at most 128)")
-        data = value.encode() if isinstance(value, str) else value
-        if not isinstance(data, bytes) or len(data) > MAX_SECRET_BYTES:
-            raise SecretError(f"secret {name!r}: the value must be text of at most "
-                              f"{MAX_SECRET_BYTES} bytes")
+        data = checked_secret(name, value)
         with self._lock:
             cipher = self._cipher(create=True)
             assert cipher is not None

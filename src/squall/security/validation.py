@@ -1,5 +1,6 @@
 """Request bodies against their route's declared model (JSON Schema 2020-12, as pydantic
-emits it), and the bound on JSON nesting depth.
+emits it), and the bound on JSON nesting depth. This runs in the gateway; a pydantic
+class's own validators run in the worker afterwards (squall.security.models).
 
 The depth check costs two byte counts for ordinary bodies: only a body with more
 brackets than the limit is scanned (strings skipped), and the scan stops at the first
@@ -8,7 +9,6 @@ level past the limit, so a hostile 6 MB of `[` is refused after `limit` steps.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -16,11 +16,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..config import ConfigError
-from ..events.http import _not_json  # NaN/Infinity are not JSON
+from .models import MAX_REPORTED_ERRORS, InvalidBody, parse_body
 
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BRACKETS = re.compile(rb"[\[\]{}]")
-MAX_REPORTED_ERRORS = 20
 
 
 def too_deep(body: bytes, limit: int) -> bool:
@@ -46,13 +45,6 @@ def is_json(headers: list[tuple[str, str]]) -> bool:
     return False
 
 
-class InvalidBody(Exception):
-    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors or []
-
-
 class BodyValidator:
     """One route's request model, compiled once."""
 
@@ -65,14 +57,7 @@ class BodyValidator:
         self.validator = Draft202012Validator(schema)
 
     def validate(self, body: bytes) -> Any:
-        if not body:
-            raise InvalidBody("the request body is empty; a JSON document was expected")
-        try:
-            doc = json.loads(body, parse_constant=_not_json)
-        except RecursionError:
-            raise InvalidBody("the request body is nested too deeply") from None
-        except ValueError as exc:  # UnicodeDecodeError is one
-            raise InvalidBody(f"the request body is not valid JSON: {exc}") from None
+        doc = parse_body(body)
         errors = []
         for e in sorted(self.validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
             field = ".".join(str(p) for p in e.absolute_path) or "(body)"
