@@ -370,7 +370,7 @@ class TestClient:
     def drain(self) -> Any:
         """Run every queued message that is visible now, and whatever that causes, to
         completion; returns counts of succeeded, retried and dead-lettered messages.
-        Retries wait for their backoff, and durable timers (a workflow's `ctx.sleep` or
+        Retries wait for their backoff, and durable timers (a workflow's `wf.sleep` or
         signal timeout, a state machine's long Wait) for their time: advance the clock,
         then drain again (each round fires what is due by the clock, once)."""
         assert self._loop is not None, "use `with TestClient(...)`"

@@ -4,7 +4,7 @@ An asynchronous invocation (`app.invoke_async`, or a bus rule, topic subscriptio
 destination that targets a function) of a workflow or a state machine is done once its
 execution is durably started, as Step Functions' StartExecution is: the queue message is
 acknowledged then, not when the execution ends. An execution that waits for hours or
-days (a long Wait or Retry back-off, `ctx.sleep`, a signal) is so never redelivered,
+days (a long Wait or Retry back-off, `wf.sleep`, a signal) is so never redelivered,
 never counted against `max_receive` and never dead-lettered while it is healthy, and no
 worker or delivery waits on it.
 

@@ -177,7 +177,7 @@ class Orchestration:
     async def drain(self) -> int:
         """Event consumers up to the head; workflows until they wait on time or signals;
         the durable timers due by the clock fired (parked state machines resumed,
-        workflows' `ctx.sleep` and signal timeouts); how many fired. Each timer fires
+        workflows' `wf.sleep` and signal timeouts); how many fired. Each timer fires
         once: a round after time stood still fires none (TestClient.drain stops then)."""
         fired = await self.machines.fire_due()
         fired += await self.engine.fire_due()
