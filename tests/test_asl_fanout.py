@@ -185,3 +185,62 @@ def test_a_kill_inside_a_map_reruns_only_unfinished_iterations(tmp_path: Path) -
     assert started == [0, 1, 2, 3, 4, 5]
     assert [a["type"] for a in asl].count("TaskSucceeded") == 6
     assert [a["id"] for a in asl] == list(range(1, len(asl) + 1))
+
+
+def records(data: Path, name: str, kind: str) -> list[dict[str, Any]]:
+    """The `kind` history records of the running `name` executions."""
+    store = SqliteWorkflowStore(data / "workflows.db")
+    try:
+        return [e.data for ex in store.list(name=name, status="running")
+                for e in store.history(ex.id) if e.type == kind]
+    finally:
+        store.close()
+
+
+def test_a_kill_between_retries_inside_a_map_keeps_the_iteration_s_count(
+        tmp_path: Path) -> None:
+    data, log, db = tmp_path / "data", tmp_path / "server.log", tmp_path / "fanout.db"
+    release = tmp_path / "release"
+    env = {**os.environ, "FANOUT_DB": str(db), "FANOUT_RELEASE": str(release)}
+    proc, port = start(data, env, log)
+    try:
+        # Given a Map of three items whose item 1 always fails (Retry: MaxAttempts 2,
+        # then Catch), killed after that item's first failed attempt was recorded, while
+        # its second waits; items 0 and 2 finished
+        caller = threading.Thread(target=post, daemon=True,
+                                  args=(port, "/invoke/retrymap", b"[0, 1, 2]"))
+        caller.start()
+        wait_until(lambda: "flaky-1-waiting" in effects(db) and len(
+            records(data, "retrymap", "StateMachineBranch")) == 2, 30,
+            "items 0 and 2 to finish and item 1 to wait in its second attempt")
+        (retried,) = records(data, "retrymap", "StateMachineBranchRetry")
+        assert retried["index"] == 1 and retried["retry"]["counts"] == [1]
+        kill_tree(proc)
+        caller.join(10)
+        # When the server starts again
+        proc, port = start(data, env, log)
+        release.touch()
+        wait_until(lambda: [s for _, s, _ in state_machines(data)] == ["succeeded"], 30,
+                   "the execution to resume and finish")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    # Then item 1 ran MaxAttempts + 1 = 3 attempts in all, its RetryCount going on from
+    # the recorded one (the attempt the kill interrupted ran again, as documented), and
+    # the finished iterations did not run again
+    done = effects(db)
+    assert [s for s in done if s.startswith("flaky-1-try")] == [
+        "flaky-1-try0", "flaky-1-try1", "flaky-1-try2"], done
+    assert done.count("flaky-0-try0") == 1 and done.count("flaky-2-try0") == 1
+    (sid, _, output), = state_machines(data)
+    assert json.loads(output) == [0, "gave-up", 20]
+    # and the ASL history is whole: one TaskStateEntered per item, three failed attempts
+    store = SqliteWorkflowStore(data / "workflows.db")
+    history = expanded(store.history(sid))
+    store.close()
+    asl = [a for e in history if e.type in ("StateMachineStarted", "StateMachineStep")
+           for a in e.data.get("events", [])]
+    kinds = [a["type"] for a in asl]
+    assert kinds.count("TaskStateEntered") == 3 and kinds.count("TaskFailed") == 3
+    assert kinds.count("MapIterationSucceeded") == 3
+    assert [a["id"] for a in asl] == list(range(1, len(asl) + 1))

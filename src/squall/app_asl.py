@@ -12,9 +12,11 @@ until an invocation.
 
 Executions are durable: where the app runs with its orchestration services (squall run,
 squall dev, squall.testing), the handler checkpoints the execution after every state
-through the "state_machine" service (squall.workflows.machines), and each finished
-branch of a Parallel or Map as it finishes; the supervisor resumes running executions
-from their last checkpoint after a restart (without the branches already finished).
+through the "state_machine" service (squall.workflows.machines), each finished
+branch of a Parallel or Map as it finishes, and each failed attempt inside such a branch;
+the supervisor resumes running executions from their last checkpoint after a restart
+(without the branches already finished; a branch between two attempts goes on from
+there with its retry counts).
 Map and Parallel branches run on threads in the worker (BRANCH_THREADS), so their Task
 calls to other functions overlap. The execution id is the invocation's request id, so a
 retried invocation attaches to its execution.
@@ -108,10 +110,11 @@ class StateMachineHandler:
 
     def _drive(self, doc: dict[str, Any], env: Any) -> Any:
         """Step from the last checkpoint to the end, checkpointing after every state (and
-        after every failed attempt of a state with Retry); None if the execution parked
-        at a long Wait or back-off (the supervisor's timer resumes it)."""
+        after every failed attempt of a state with Retry, a top-level branch's too);
+        None if the execution parked at a long Wait or back-off (the supervisor's timer
+        resumes it)."""
         from .asl.engine import Env
-        from .asl.execution import Execution, Parked, branch_record
+        from .asl.execution import Execution, Parked, branch_progress, branch_record
         from .workflows.machines import stored_events
 
         if doc["state"] is None:
@@ -130,6 +133,12 @@ class StateMachineHandler:
         seqs = {(ex.current, r["index"]): r["seq"] for r in doc.get("branches") or []
                 if "seq" in r}
         merged: list[tuple[int, int, int, int]] = []
+        # where unfinished branches of the current state stood between two attempts, and
+        # how many of each top-level branch's events its retry records hold (since the
+        # last checkpoint: a step supersedes them)
+        retried = {ex.current: {r["index"]: r for r in doc.get("branch_retries") or []}}
+        reported = {(ex.current, r["index"]): len(r["events"])
+                    for r in doc.get("branch_retries") or []}
 
         def on_merge(state: str, index: int, start: int, offset: int, count: int) -> None:
             seq = seqs.get((state, index))
@@ -144,7 +153,16 @@ class StateMachineHandler:
             merged.clear()
             with lock:
                 length = self._service(["step", eid, state, events, length, refs])
+                reported.clear()
             sent = len(ex.history)
+
+        def branch_retry(state: str, index: int, child: Any) -> None:
+            nonlocal length
+            with lock:
+                n = reported.get((state, index), 0)
+                length = self._service(["branch_retry", eid, state, branch_progress(
+                    index, child, child.history[n:]), length])
+                reported[(state, index)] = len(child.history)
 
         def branch_done(state: str, index: int, child: Any) -> None:
             nonlocal length
@@ -175,8 +193,9 @@ class StateMachineHandler:
             step_env = Env(env.runner, now=env.now, rng=env.rng, sleep=env.sleep,
                            max_workers=env.max_workers, checkpoint=checkpoint,
                            park_after_s=park_after, wait_end=fire_at if wait else None,
-                           on_branch=branch_done, branches=recorded, on_merge=on_merge)
-            recorded = {}  # (only the state the restart found running)
+                           on_branch=branch_done, branches=recorded, on_merge=on_merge,
+                           on_branch_retry=branch_retry, branch_retries=retried)
+            recorded, retried = {}, {}  # (only the state the restart found running)
             try:
                 self.machine.step(ex, step_env)
             except Parked as p:  # a long Retry back-off: checkpointed with its counts

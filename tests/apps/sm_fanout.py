@@ -107,6 +107,35 @@ app.state_machine("heldmap", {"StartAt": "Each", "States": {"Each": {
         "Held": {"Type": "Task", "Resource": "held", "End": True}}}}}})
 
 
+@app.function(timeout_s=60)
+def flaky(x):
+    """Item 1 always fails; an attempt after the first ($$.State.RetryCount >= 1) waits
+    for the release file before it counts itself, so a test can kill the server there."""
+    i, n = x["i"], x["try"]
+    if n >= 1:
+        effect(f"flaky-{i}-waiting")
+        release = Path(os.environ["FANOUT_RELEASE"])
+        while not release.exists():
+            time.sleep(0.02)
+    effect(f"flaky-{i}-try{n}")
+    if i == 1:
+        raise RuntimeError(f"item {i} is not ready")
+    return i * 10
+
+
+# each item's Task retries twice (1 s apart), then is caught; killed between attempts
+app.state_machine("retrymap", {"StartAt": "Each", "States": {"Each": {
+    "Type": "Map", "End": True,
+    "ItemProcessor": {"StartAt": "Try", "States": {
+        "Try": {"Type": "Task", "Resource": "flaky", "Next": "Done",
+                "Parameters": {"i.$": "$", "try.$": "$$.State.RetryCount"},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1,
+                           "MaxAttempts": 2, "BackoffRate": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "GaveUp"}]},
+        "Done": {"Type": "Pass", "End": True},
+        "GaveUp": {"Type": "Pass", "Result": "gave-up", "End": True}}}}}})
+
+
 @app.http("POST", "/invoke/{name}", timeout_s=60)
 def invoke(request):
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from squall import App
 from squall.asl import Env, Execution, StateMachine
-from squall.asl.execution import branch_record
+from squall.asl.execution import branch_progress, branch_record
 from squall.asl.runner import InMemoryRunner
 from squall.testing import TestClient
 
@@ -259,3 +259,136 @@ def test_a_step_s_branch_references_are_checked() -> None:
     # and runs that overlap cannot be stored as references
     with pytest.raises(ValueError, match="overlap"):
         stored_events([{"id": 1}, {"id": 2}], [(0, 0, 2, 5), (1, 1, 1, 6)])
+
+
+# an iteration's Task that retries twice (1 s, then 2 s) and is then caught
+RETRIED = map_of({"StartAt": "T", "States": {
+    "T": {"Type": "Task", "Resource": "f", "Next": "Done",
+          "Parameters": {"n.$": "$", "try.$": "$$.State.RetryCount"},
+          "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1,
+                     "MaxAttempts": 2, "BackoffRate": 2}],
+          "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "GaveUp"}]},
+    "Done": {"Type": "Pass", "End": True},
+    "GaveUp": {"Type": "Pass", "Result": "gave-up", "End": True}}})
+
+
+def failing_one(tries: list[tuple[int, int]]) -> Any:
+    """`f` for RETRIED: item 1 always fails; every attempt is noted (item, RetryCount)."""
+    def f(x: dict[str, int]) -> int:
+        tries.append((x["n"], x["try"]))
+        if x["n"] == 1:
+            raise RuntimeError("not yet")
+        return x["n"] * 10
+    return f
+
+
+class Crash(Exception):
+    """The process died right after a durable append."""
+
+
+def test_retries_inside_a_branch_go_on_from_the_last_failed_attempt_after_a_crash() -> None:
+    machine = StateMachine("sm", RETRIED)
+    tries: list[tuple[int, int]] = []
+    # Given a durable runner that keeps finished iterations and the failed attempts inside
+    # them, and dies right after recording each failed attempt
+    done: dict[int, dict[str, Any]] = {}
+    retried: dict[int, dict[str, Any]] = {}
+
+    def on_branch_retry(state: str, index: int, child: Execution) -> None:
+        assert state == "M"
+        at = retried.setdefault(index, {"events": []})
+        new = child.history[len(at["events"]):]
+        at.update(branch_progress(index, child, new))
+        at["events"] = at["events"] + new
+        raise Crash()
+
+    clock = FakeClock()
+    ex = machine.start([0, 1, 2], name="e1", now=clock.now())
+    saved = ex.to_dict()
+    crashes = 0
+    for _ in range(10):  # (bounded: a runner that forgot its counts would crash forever)
+        ex = Execution.from_dict(saved)  # When it is resumed each time from its records
+        env = Env(InMemoryRunner({"f": failing_one(tries)}), now=clock.now,
+                  sleep=clock.sleep, checkpoint=lambda ex: None,
+                  on_branch=lambda state, i, c: done.update({i: branch_record(i, c)}),
+                  branches={"M": dict(done)}, on_branch_retry=on_branch_retry,
+                  branch_retries={"M": {i: dict(r) for i, r in retried.items()}})
+        try:
+            machine.step(ex, env)
+            break
+        except Crash:
+            crashes += 1
+    # Then item 1 ran MaxAttempts + 1 times in all, its RetryCount and back-off going on,
+    # and the finished iterations did not run again
+    assert crashes == 2
+    assert tries == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 0)]
+    assert clock.slept == [1, 2]
+    assert ex.status == "SUCCEEDED" and ex.output == [0, "gave-up", 20]
+    # and the history is the one of a run that never crashed
+    calm = StateMachine("sm", RETRIED).run([0, 1, 2], Env(
+        InMemoryRunner({"f": failing_one([])}), now=FakeClock().now,
+        sleep=FakeClock().sleep), name="e1")
+    assert [(e["id"], e["type"], e["previousEventId"]) for e in ex.history] == [
+        (e["id"], e["type"], e["previousEventId"]) for e in calm.history]
+
+
+def test_the_state_machine_service_resumes_a_branch_at_its_retried_state() -> None:
+    clock = FakeClock()
+    app = App("branchretry")
+    tries: list[tuple[int, int]] = []
+    f = failing_one(tries)
+
+    @app.function(name="f")
+    def f_fn(event, ctx):
+        return f(event)
+
+    handler = app.state_machine("sm", RETRIED, now=clock.now, sleep=clock.sleep)
+    machine = StateMachine("sm", RETRIED)
+    with TestClient(app) as client:
+        svc = client.orchestration.machines
+        # Given an execution that died in its Map's back-off after item 1's first failed
+        # attempt, item 0 finished
+        records: dict[int, dict[str, Any]] = {}
+        progress: list[dict[str, Any]] = []
+
+        def died(state: str, index: int, child: Execution) -> None:
+            progress.append(branch_progress(index, child, list(child.history)))
+            raise Crash()
+        with pytest.raises(Crash):
+            machine.run([0, 1, 2], Env(
+                InMemoryRunner({"f": failing_one([])}), now=clock.now, sleep=clock.sleep,
+                on_branch=lambda state, i, c: records.update({i: branch_record(i, c)}),
+                on_branch_retry=died), name="e1")
+        ex = machine.start([0, 1, 2], name="e1", now=clock.now())
+        state = ex.to_dict()
+        events = state.pop("history")
+        doc = client.call(lambda: svc.serve(["begin", "sm", "e1", [0, 1, 2], state,
+                                             events]))
+        length = client.call(lambda: svc.serve(["branch", "e1", "M", records[0],
+                                                doc["length"]]))
+        length = client.call(lambda: svc.serve(["branch_retry", "e1", "M", progress[0],
+                                                length]))
+        bad = {**progress[0], "retry": {**progress[0]["retry"], "state": "Done"}}
+        with pytest.raises(ValueError, match="branch retry record needs"):
+            client.call(lambda: svc.serve(["branch_retry", "e1", "M", bad, length]))
+        # When the supervisor recovers it
+        assert client.call(svc.recover) == 1
+        client.call(svc.idle)
+        # Then item 0 did not run again, item 1 had only its two retries left, on the
+        # back-off schedule it had begun (no time had passed: all of the first 1 s)
+        assert tries == [(1, 1), (1, 2), (2, 0)]
+        assert clock.slept == [1, 2]
+        final = client.workflows.describe("e1")
+        assert final["status"] == "succeeded" and final["output"] == [0, "gave-up", 20]
+        stored = client.workflows.history("e1")
+        assert [e["type"] for e in stored] == [
+            "StateMachineStarted", "StateMachineBranch", "StateMachineBranchRetry",
+            "StateMachineBranchRetry", "StateMachineBranch", "StateMachineBranch",
+            "StateMachineStep"]
+        # and the ASL history reads as that of a run that never stopped
+        asl = [a for e in stored if e["type"] in ("StateMachineStarted", "StateMachineStep")
+               for a in e["data"]["events"]]
+        assert asl == handler.last.history
+        kinds = [a["type"] for a in asl]
+        assert kinds.count("TaskStateEntered") == 3 and kinds.count("TaskFailed") == 3
+        assert [a["id"] for a in asl] == list(range(1, len(asl) + 1))

@@ -24,9 +24,10 @@ waits or does I/O.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from . import choice, intrinsics, paths
 from .errors import (ALL, DATA_LIMIT_EXCEEDED, NO_CHOICE_MATCHED, RUNTIME, TASK_FAILED,
@@ -128,7 +129,7 @@ class _Scope(FanOut):
     def __init__(self, machine: StateMachine, spec: dict[str, Any], ex: Execution, env: Env,
                  hist: History, *, top: bool = False) -> None:
         self.machine, self.spec, self.ex, self.env, self.hist = machine, spec, ex, env, hist
-        self.top = top  # the machine's own states (not a branch's): retries are durable
+        self.top = top  # the machine's own states (a top-level branch's: `branch`)
         self._ctx: dict[str, Any] = {}
         self._pending: dict[str, Any] = {}
         self._entered_id = 0
@@ -247,7 +248,8 @@ class _Scope(FanOut):
     def run_state(self, name: str, raw: Any) -> tuple[str | None, Any]:
         spec = self.spec["States"][name]
         t = spec["Type"]
-        resumed = self.ex.retry if self.top and self.ex.retry and (
+        durable = self.top or self.branch is not None  # (retries recorded: see _back_off)
+        resumed = self.ex.retry if durable and self.ex.retry and (
             self.ex.retry["state"] == name) else None
         if resumed:  # a restart between attempts: go on with the recorded counts
             entered, self._entered_id = resumed["entered"], resumed["entered_id"]
@@ -274,7 +276,7 @@ class _Scope(FanOut):
                     continue
                 nxt, out = handled
                 break
-        if self.top:
+        if durable:
             self.ex.retry = None
         self.ex.variables.update(self._pending)
         if t != "Fail":
@@ -321,15 +323,21 @@ class _Scope(FanOut):
         raise Fail(err.error, err.cause)
 
     def _back_off(self, name: str, retries: list[int], attempt: int, delay: float) -> None:
-        """Record the failed attempt (durable runners: a checkpoint, so a restart goes on
-        counting), then wait: in the worker, or parked on a durable timer if long."""
-        if self.top and self.env.checkpoint is not None:
+        """Record the failed attempt (durable runners: a checkpoint, or inside a branch of
+        a top-level Parallel or Map its `on_branch_retry`, so a restart goes on counting),
+        then wait: in the worker, or (top level) parked on a durable timer if long."""
+        record: Callable[[Execution], None] | None = self.env.checkpoint if self.top \
+            else None
+        if self.branch is not None and self.env.on_branch_retry is not None:
+            record = functools.partial(self.env.on_branch_retry, *self.branch)
+        if record is not None:
             fire_at = self.env.now() + delay
             self.ex.retry = {"state": name, "counts": list(retries), "attempt": attempt,
                              "entered": self._entered, "entered_id": self._entered_id,
                              "fire_at": fire_at}
-            self.env.checkpoint(self.ex)
-            if self.env.park_after_s is not None and delay > self.env.park_after_s:
+            record(self.ex)
+            if self.top and self.env.park_after_s is not None and (
+                    delay > self.env.park_after_s):
                 raise Parked(fire_at)
         self._sleep(delay)
 

@@ -45,7 +45,9 @@ class Env:
                  park_after_s: float | None = None, wait_end: float | None = None,
                  on_branch: Callable[[str, int, Execution], None] | None = None,
                  branches: dict[str, dict[int, dict[str, Any]]] | None = None,
-                 on_merge: Callable[[str, int, int, int, int], None] | None = None
+                 on_merge: Callable[[str, int, int, int, int], None] | None = None,
+                 on_branch_retry: Callable[[str, int, Execution], None] | None = None,
+                 branch_retries: dict[str, dict[int, dict[str, Any]]] | None = None
                  ) -> None:
         self.runner = runner
         self.now = now
@@ -68,6 +70,14 @@ class Env:
         # a durable runner: the events of such a branch were appended to the execution's
         # history (state name, index, position in the history, the id they follow, count)
         self.on_merge = on_merge
+        # a durable runner: called (from the branch's thread) after each failed attempt of
+        # a state with Retry directly inside such a branch, before its back-off (state
+        # name, index, the branch's execution, at the state it retries, with its `retry`);
+        # and the positions so recorded before a restart, {state: {index: progress}}
+        # (`branch_progress`, its `events` all the branch's events so far), from which
+        # the state's next run resumes those branches instead of starting them again
+        self.on_branch_retry = on_branch_retry
+        self.branch_retries = branch_retries if branch_retries is not None else {}
 
 
 @dataclass
@@ -111,6 +121,17 @@ def branch_record(index: int, child: Execution) -> dict[str, Any]:
     runner keeps so a restart inside the state does not run it again."""
     return {"index": index, "status": child.status, "output": child.output,
             "error": child.error, "cause": child.cause, "events": child.history}
+
+
+def branch_progress(index: int, child: Execution, new_events: list[dict[str, Any]]
+                    ) -> dict[str, Any]:
+    """An unfinished branch (Parallel) or iteration (Map) between two attempts of one of
+    its states, as plain data: where it is (`current`, `state_input`, `variables`), its
+    retry counts (`retry`) and its history events since its last such record. A durable
+    runner keeps one per failed attempt; a restart resumes the branch from the last one
+    (its `events` then: all of them, concatenated) with the retry counts it had."""
+    return {"index": index, "current": child.current, "state_input": child.state_input,
+            "variables": child.variables, "retry": child.retry, "new_events": new_events}
 
 
 class Fail(Exception):

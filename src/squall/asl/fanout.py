@@ -19,10 +19,14 @@ error of the branch that failed first.
 Durable runners (`Env.on_branch`, `Env.branches`): each finished branch of a top-level
 Parallel or Map is handed to `on_branch` as it finishes, and a state run again after a
 restart takes the branches recorded before it as done (`branch_record`) instead of
-running them again. Nested Parallels and Maps (inside a branch) are part of their
-branch: they run again with it. `Env.on_merge` hears where each branch's events land in
-the execution's history, so the runner's checkpoint can refer to the branch's record
-for them instead of storing them twice.
+running them again. A failed attempt of a state with Retry directly inside such a
+branch is handed to `Env.on_branch_retry` (the branch at that state, with its `retry`
+counts), and a restart resumes an unfinished branch from the last one
+(`Env.branch_retries`) with its counts instead of from its first state. Nested
+Parallels and Maps (inside a branch) are part of their branch: they run again with it.
+`Env.on_merge` hears where each branch's events land in the execution's history, so the
+runner's checkpoint can refer to the branch's record for them instead of storing them
+twice.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from .execution import Env, Execution, Fail
 from .history import History, dumps
 
 
-Job = Callable[[Callable[[], bool]], Execution]  # runs one branch; its arg: abort now?
+# runs one branch; its args: abort now?, and where a restart found it (`branch_progress`
+# with all its events so far: it goes on from there) or None (from its first state)
+Job = Callable[[Callable[[], bool], "dict[str, Any] | None"], Execution]
 
 
 def _restored(parent: Execution, record: dict[str, Any]) -> Execution:
@@ -63,6 +69,9 @@ class FanOut:
 
     _aborted: Callable[[], bool] = staticmethod(lambda: False)  # the enclosing branch's
     top: bool
+    # a branch of a top-level Parallel or Map (its state's name, its index): its states'
+    # failed attempts are reported (`Env.on_branch_retry`), so their retries are durable
+    branch: tuple[str, int] | None = None
 
     def _branches(self, name: str, jobs: list[Job], limit: int,
                   stop: Callable[[list[Execution]], bool]
@@ -73,11 +82,12 @@ class FanOut:
         the branches that ran, (index, execution) in index order, and the first that
         failed (None if none did)."""
         recorded = self.env.branches.pop(name, {}) if self.top else {}
+        retried = self.env.branch_retries.pop(name, {}) if self.top else {}
 
         def run(i: int, aborted: Callable[[], bool]) -> Execution:
             if i in recorded:  # finished before a restart: not run again
                 return _restored(self.ex, recorded[i])
-            child = jobs[i](aborted)
+            child = jobs[i](aborted, retried.get(i))
             if self.top and self.env.on_branch is not None and child.status != "ABORTED":
                 self.env.on_branch(name, i, child)
             return child
@@ -122,16 +132,25 @@ class FanOut:
             raise Fail(BRANCH_FAILED, "aborted")  # branch (see _child)
         return ran, next((c for c in done if c.status != "SUCCEEDED"), None)
 
-    def _child(self, spec: dict[str, Any], data: Any, map_item: dict[str, Any] | None
-               ) -> Job:
-        def run(aborted: Callable[[], bool]) -> Execution:
+    def _child(self, spec: dict[str, Any], data: Any, map_item: dict[str, Any] | None,
+               name: str, index: int) -> Job:
+        def run(aborted: Callable[[], bool], progress: dict[str, Any] | None
+                ) -> Execution:
             child = Execution(id=self.ex.id, name=self.ex.name, machine=self.ex.machine,
                               input=self.ex.input, start_time=self.ex.start_time,
                               current=spec["StartAt"], state_input=data,
                               variables=dict(self.ex.variables), map_item=map_item)
+            if progress is not None:  # a restart between two attempts of one of its states
+                child.current = progress["current"]
+                child.state_input = copy.deepcopy(progress["state_input"])
+                child.variables = copy.deepcopy(progress["variables"])
+                child.retry = copy.deepcopy(progress["retry"])
+                child.history = copy.deepcopy(progress["events"])
             hist = History(child.history)
             scope = type(self)(self.machine, spec, child, self.env, hist)
             scope._aborted = aborted
+            if self.top:
+                scope.branch = (name, index)
             try:
                 while child.current is not None:
                     if aborted():  # another branch failed the state: stop here
@@ -154,8 +173,9 @@ class FanOut:
             data = self.template(name, spec["Parameters"], data, ctx, "Parameters")
         self.hist.add("ParallelStateStarted", self.env.now())
         ran, failed = self._branches(
-            name, [self._child(b, copy.deepcopy(data), self.ex.map_item)
-                   for b in spec["Branches"]], 0, lambda done: done[-1].status != "SUCCEEDED")
+            name, [self._child(b, copy.deepcopy(data), self.ex.map_item, name, i)
+                   for i, b in enumerate(spec["Branches"])], 0,
+            lambda done: done[-1].status != "SUCCEEDED")
         for i, c in ran:
             self._merge(name, i, c)
         if failed is not None:
@@ -199,7 +219,7 @@ class FanOut:
                 value = self.template(name, selector, data, ictx, "ItemSelector")
             else:
                 value = copy.deepcopy(item)
-            jobs.append(self._child(proc, value, mi))
+            jobs.append(self._child(proc, value, mi, name, i))
         def exceeded(done: list[Execution]) -> bool:
             failed = sum(1 for c in done if c.status != "SUCCEEDED")
             if not failed:

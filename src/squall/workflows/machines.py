@@ -16,6 +16,13 @@ service, as one append to the workflow store (kind "state_machine"):
                          error, cause,    on threads in the worker: appended one at a
                          events}          time); the state's next StateMachineStep
                                           supersedes them
+    StateMachineBranchRetry {state, index, each failed attempt of a state with Retry
+                         current, state_input, directly inside such a branch (Map:
+                         variables, retry,    iteration), before its back-off: where
+                         new_events}          the branch is, its counts (`retry`, as a
+                                          step's), its ASL events since its last such
+                                          record; superseded by the branch's record and
+                                          by the state's next StateMachineStep
 
 A branch's ASL events are stored once, in its StateMachineBranch record: the step that
 ends the Parallel or Map lists only the state's own events, and `branch_events` says
@@ -34,9 +41,12 @@ had reached: finished states are not run again (a Task that was running when the
 died runs again, as workflow steps do: make effects idempotent). A Parallel or Map state
 is one step, but its finished branches are recorded: after a crash inside it, it runs
 again with only the branches that had not finished (their outputs, errors and history
-events come from the records; retries inside a branch are counted in memory, so an
-unfinished branch starts again with fresh attempts; a nested Parallel or Map runs again
-with its branch). A Task (or Parallel, Map)
+events come from the records; an unfinished branch whose state was between two attempts
+goes on from that state with its recorded retry counts, its events so far from its
+StateMachineBranchRetry records; any other unfinished branch starts again from its first
+state, as its finished states are not recorded one by one (that would cost an append per
+state of every branch); a nested Parallel or Map runs again with its branch, its own
+branches' retries counted in memory). A Task (or Parallel, Map)
 state with Retry resumes its retry count and back-off schedule from the last failed
 attempt recorded, so a restart never grants fresh attempts (at most MaxAttempts + 1 in
 all; one attempt may run twice if the process dies while it runs, as above).
@@ -159,8 +169,9 @@ def expanded(history: list[HistoryEvent]) -> list[HistoryEvent]:
 def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
     """What a worker needs to go on: the state at the last checkpoint with the whole ASL
     history, a pending Wait's end, the finished branches of the current Parallel or Map
-    (`branch_record`s with their history `seq`), and the store's history length (for
-    fencing)."""
+    (`branch_record`s with their history `seq`), where its unfinished branches stood
+    between two attempts (`branch_progress` with all their `events`), and the store's
+    history length (for fencing)."""
     ex = store.get(eid)
     if ex is None:
         raise LookupError(f"no state machine execution {eid!r}")
@@ -168,16 +179,23 @@ def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     fire_at = wake_at = None
     branches: list[dict[str, Any]] = []
+    retried: dict[int, dict[str, Any]] = {}  # index -> where an unfinished branch stood
     recorded: dict[int, list[dict[str, Any]]] = {}  # seq -> a branch record's events
     for e in store.history(eid):
         if e.type in ("StateMachineStarted", "StateMachineStep"):
             state, fire_at, wake_at, branches = e.data["state"], None, None, []
+            retried = {}
             events.extend(asl_events(e.data, recorded))
         elif e.type == "StateMachineBranch":
             recorded[e.seq] = e.data.get("events") or []
             if state is not None and e.data.get("state") == state.get("current"):
                 branches.append({**{k: v for k, v in e.data.items() if k != "state"},
                                  "seq": e.seq})
+        elif e.type == "StateMachineBranchRetry" and state is not None and (
+                e.data.get("state") == state.get("current")):
+            at = retried.setdefault(e.data["index"], {"events": []})
+            at.update({k: v for k, v in e.data.items() if k not in ("state", "new_events")})
+            at["events"].extend(e.data.get("new_events") or [])
         elif e.type == "StateMachineWait" and state is not None and (
                 e.data.get("state") == state.get("current")):
             fire_at = e.data["fire_at"]
@@ -186,7 +204,29 @@ def resume_doc(store: WorkflowStore, eid: str) -> dict[str, Any]:
         state = {**state, "history": events}
     return {"id": ex.id, "status": ex.status, "state": state, "fire_at": fire_at,
             "wake_at": wake_at, "length": ex.length, "output": ex.output,
-            "error": ex.error, "branches": branches}
+            "error": ex.error, "branches": branches,
+            "branch_retries": [r for i, r in sorted(retried.items())
+                               if all(b["index"] != i for b in branches)]}
+
+
+def _check_progress(eid: str, record: Any) -> None:
+    """A StateMachineBranchRetry record as `branch_progress` makes it, or ValueError."""
+    retry = record.get("retry") if isinstance(record, dict) else None
+    if not (isinstance(record, dict) and type(record.get("index")) is int
+            and isinstance(record.get("current"), str)
+            and isinstance(record.get("variables"), dict)
+            and isinstance(record.get("new_events"), list)
+            and isinstance(retry, dict) and retry.get("state") == record["current"]
+            and isinstance(retry.get("counts"), list)
+            and all(type(n) is int for n in retry["counts"])
+            and type(retry.get("attempt")) is int and type(retry.get("entered_id")) is int
+            and all(isinstance(retry.get(k), (int, float))
+                    for k in ("entered", "fire_at"))):
+        raise ValueError(f"state machine execution {eid!r}: a branch retry record needs an "
+                         "integer index, its current state, variables, new_events and a "
+                         "retry {state (the current one), counts, attempt, entered, "
+                         f"entered_id, fire_at}}, got "
+                         f"{record!r}")
 
 
 class MachineExecutions:
@@ -288,6 +328,11 @@ class MachineExecutions:
             return self.store.append(eid, [("StateMachineBranch", {"state": current,
                                                                    **record})],
                                      expected_length=length)
+        if op == "branch_retry":  # id, state name, branch_progress, expected length
+            eid, current, record, length = a
+            _check_progress(eid, record)
+            return self.store.append(eid, [("StateMachineBranchRetry", {
+                "state": current, **record})], expected_length=length)
         if op == "wait":  # id, state name, fire_at, expected length
             eid, current, fire_at, length = a
             return self.store.append(eid, [("StateMachineWait", {
