@@ -165,8 +165,10 @@ def test_a_real_supervisor_stops_the_loop_and_stays_healthy(tmp_path):
         dead = server.run(sup.messaging.broker.receive("spin-dlq", 10, wait_s=10))
         assert [d.attributes["reason"] for d in dead] == ["recursive_loop"]
         assert split(dead[0].trace)[1] == {"spin": MAX_HOPS}
-        assert [r.ok for r in seen["spin"]] == [True] * MAX_HOPS + [False]
-        assert seen["spin"][-1].error_type == RECURSIVE_LOOP
+        # (the 17th pass is stopped in the supervisor at once, so its result may be
+        # reported before the 16th's, whose worker is still answering)
+        assert sorted(r.ok for r in seen["spin"]) == [False] + [True] * MAX_HOPS
+        assert [r.error_type for r in seen["spin"] if not r.ok] == [RECURSIVE_LOOP]
         # And the fan-out ran every one of its 20 events
         assert len(seen["gather"]) == 20 and all(r.ok for r in seen["gather"])
         # And the server is healthy: it answers and runs functions
