@@ -378,7 +378,9 @@ class TestClient:
         while True:
             queued = self._loop.run(self.messaging.drain(), 300)
             fed = self._loop.run(self.state.drain(), 300)
-            fired = self._loop.run(self.orchestration.drain(), 300)  # (durable timers)
+            # durable timers fired, outcomes handed to destinations: either may have
+            # queued something
+            fired = self._loop.run(self.orchestration.drain(), 300)
             total = BatchOutcome(*(a + b + c for a, b, c in zip(
                 (total.succeeded, total.retried, total.dead_lettered),
                 (queued.succeeded, queued.retried, queued.dead_lettered),

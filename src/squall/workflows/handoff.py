@@ -69,6 +69,7 @@ class Handoffs:
         self._settling: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self.delivered = 0  # outcomes delivered so far (the test client's drain)
 
     async def hold(self, execution_id: str, data: dict[str, Any]) -> None:
         """Record what `execution_id` owes when it ends; durable on return. One that has
@@ -112,6 +113,7 @@ class Handoffs:
                            error=f"{type(exc).__name__}: {exc}")
                 return False
             self.store.drop_handoff(execution_id)
+            self.delivered += 1
             return True
         finally:
             if claimed:

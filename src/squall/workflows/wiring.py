@@ -177,8 +177,11 @@ class Orchestration:
     async def drain(self) -> int:
         """Event consumers up to the head; workflows until they wait on time or signals;
         the durable timers due by the clock fired (parked state machines resumed,
-        workflows' `wf.sleep` and signal timeouts); how many fired. Each timer fires
-        once: a round after time stood still fires none (TestClient.drain stops then)."""
+        workflows' `wf.sleep` and signal timeouts); how many timers fired plus how many
+        outcomes were delivered to asynchronous invokers' destinations (a delivery may
+        have queued a message: the caller's next round runs it). Each timer fires once:
+        a round after time stood still fires none (TestClient.drain stops then)."""
+        delivered = self.handoffs.delivered
         fired = await self.machines.fire_due()
         fired += await self.engine.fire_due()
         await self.machines.idle()
@@ -186,4 +189,4 @@ class Orchestration:
         await self.events.drain()
         await self.engine.idle()
         await self.handoffs.idle()
-        return fired
+        return fired + self.handoffs.delivered - delivered
