@@ -6,7 +6,6 @@ or an app that cannot load is a message and exit code 2; a function that failed 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -23,12 +22,12 @@ from rich.table import Table
 
 from ..backends import StoreError, open_store, store_url_for_data_dir
 from ..ops.functions import trigger_summary
-from ..runtime.adapters import http_request_to_wire
-from ..runtime.loader import resolve_ref
-from ..runtime.metering import Recorder
-from ..runtime.runtime import Runtime, UnknownFunction
-from ..runtime.zygote_client import ZygoteClient, ZygoteError
 from ..types import HttpRequest, InvocationResult
+
+# The runtime (zygote client, adapters, metering) and each subsystem a command touches
+# (brokers, workflow stores, secrets, schedules) are imported inside the commands that
+# use them, so `squall --help` and a command start without loading the rest: typer only
+# needs the signatures, which name cheap types. tests/test_cli_startup.py keeps it so.
 
 cli = typer.Typer(
     name="squall",
@@ -49,6 +48,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _check_app(app: str) -> str:
+    from ..runtime.loader import resolve_ref
+
     target = app.split(":", 1)[0]
     if (target.endswith(".py") or "/" in target) and not Path(target).exists():
         raise fail(f"no such app file: {target}")
@@ -123,6 +124,7 @@ def _serve(app: str, port: int, host: str, data_dir: str, reload: bool, expose: 
 def serving(host: str, port: int) -> Iterator[None]:
     """What a serving command (run, dev, worker, server) says when it cannot serve: exit 2."""
     from ..backends import BrokerError
+    from ..runtime.zygote_client import ZygoteError
     from ..security.secrets import SecretError
 
     try:
@@ -274,6 +276,11 @@ def _http_result_json(result: InvocationResult) -> dict[str, Any]:
 
 
 async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> InvocationResult:
+    from ..runtime.adapters import http_request_to_wire
+    from ..runtime.metering import Recorder
+    from ..runtime.runtime import Runtime
+    from .state import attach_state
+
     store = open_store(os.environ.get("SQUALL_STORE") or store_url_for_data_dir(data_dir))
     recorder = Recorder(store)
     runtime = Runtime(ref, on_result=recorder.add, provision=False)
@@ -319,6 +326,11 @@ def invoke(
     data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP),
 ) -> None:
     """Run one function once: its result as JSON on stdout, a REPORT line on stderr."""
+    import asyncio
+
+    from ..runtime.runtime import UnknownFunction
+    from ..runtime.zygote_client import ZygoteError
+
     ref = _check_app(app)
     payload = _parse_data(data, data_file)
     try:
@@ -344,6 +356,8 @@ def invoke(
 
 
 async def _manifest(ref: str) -> dict[str, Any]:
+    from ..runtime.zygote_client import ZygoteClient
+
     zygote = ZygoteClient(ref, on_exit=lambda pid, status: None)
     try:
         return await zygote.start()
@@ -353,6 +367,10 @@ async def _manifest(ref: str) -> dict[str, Any]:
 
 def load_manifest(app: str) -> dict[str, Any]:
     """Import the app in a zygote (never here) and return its manifest; exit 2 on failure."""
+    import asyncio
+
+    from ..runtime.zygote_client import ZygoteError
+
     ref = _check_app(app)
     try:
         with err.status("[dim]loading the app…[/]", spinner="dots"):
@@ -389,7 +407,7 @@ from .logs import logs  # noqa: E402  (-f, --since, --level, --grep)
 cli.command()(logs)
 
 from .queues import dlq_cli, publish, replay, schedules, send  # noqa: E402
-from .state import attach_state, storage  # noqa: E402
+from .state import storage  # noqa: E402
 from .check import check  # noqa: E402
 from .workflows import signal, workflows_cli  # noqa: E402
 

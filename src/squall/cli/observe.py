@@ -22,10 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..backends import StoreError, open_store, store_url_for_data_dir
-from ..observe import cost as costs_
 from ..observe.numbers import parse_duration_s
 from ..observe.rules import AlertRule
-from ..observe.traces import get_trace, list_traces, tree
+
+# observe.cost and observe.traces are imported by the commands that read them.
 
 DATA_DIR_HELP = "Where the app keeps its data (as given to squall run)."
 SINCE_HELP = "How far back: 15m, 24h, 7d (default 1h)."
@@ -102,6 +102,8 @@ def trace(trace_id: str = typer.Argument(..., help="The trace id (32 hex digits)
     trace_id = trace_id.strip().lower()
     if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
         raise _fail(f"{trace_id!r} is not a trace id (32 lower-case hex digits)")
+    from ..observe.traces import get_trace
+
     store = open_app_store(data_dir)
     try:
         spans = get_trace(store, trace_id)
@@ -117,6 +119,8 @@ def trace(trace_id: str = typer.Argument(..., help="The trace id (32 hex digits)
 
 
 def render_waterfall(spans: list[Any], width: int = WATERFALL_WIDTH) -> Table:
+    from ..observe.traces import tree
+
     t0 = min(s.start for s in spans)
     total = max(max(s.end for s in spans) - t0, 1e-6)
     table = Table(title=f"trace {spans[0].trace_id}  ({total * 1000:.1f} ms, {len(spans)} spans)",
@@ -146,6 +150,8 @@ def traces(app: str = typer.Argument(..., help="The app's name or its file."),
            limit: int = typer.Option(20, min=1, max=1000),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """List the app's recent traces, newest first."""
+    from ..observe.traces import list_traces
+
     opened = _Opened(app, data_dir)
     store = open_app_store(data_dir)
     try:
@@ -288,6 +294,8 @@ def costs(app: str = typer.Argument(..., help="The app's name or its file."),
               "memory=512,batch_size=100,retention=30d"),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """What the recorded traffic costs at Lambda prices (SQUALL_PRICE_* to change them)."""
+    from ..observe import cost as costs_
+
     try:
         pricing = costs_.Pricing.from_env()
         changes = costs_.parse_changes(what_if) if what_if is not None else None

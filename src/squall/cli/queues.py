@@ -6,27 +6,24 @@ work whether or not the app is running; a running app notices new messages at on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..backends import BrokerError, broker_url_for_data_dir, open_broker
-from ..backends.broker import Delivery, MessageTooLarge
-from ..config import FunctionConfig
-from ..ops import OpsError
-from ..ops.bus import replay as replay_archive
-from ..ops.dead_letters import collect, dead_letter_queues, record, redrive, select
-from ..ops.schedules import schedule_rows
-from ..sources.messaging import Messaging, UnknownQueue
+if TYPE_CHECKING:
+    from ..backends.broker import Delivery
+    from ..config import FunctionConfig
+    from ..sources.messaging import Messaging
+
+# The broker, the ops helpers and sources.messaging (which pulls in the scheduler and
+# croniter) are imported by the commands that use them: `squall --help` and every other
+# command start without them.
 
 dlq_cli = typer.Typer(help="Inspect, edit and redrive dead-letter queues.", no_args_is_help=True)
 
@@ -34,6 +31,8 @@ dlq_cli = typer.Typer(help="Inspect, edit and redrive dead-letter queues.", no_a
 def _broker_url(data_dir: str) -> str:
     """A cluster's broker when SQUALL_BROKER is set (as for `squall worker`), else the
     embedded one under --data-dir."""
+    from ..backends import broker_url_for_data_dir
+
     return os.environ.get("SQUALL_BROKER") or broker_url_for_data_dir(data_dir)
 
 
@@ -43,7 +42,15 @@ def _fail(message: str) -> typer.Exit:
     return fail(message)
 
 
+def _run(coro: Any) -> Any:
+    """asyncio.run, with asyncio imported on first use (not at CLI start-up)."""
+    import asyncio
+
+    return asyncio.run(coro)
+
+
 def _load(app: str) -> tuple[dict[str, Any], dict[str, FunctionConfig]]:
+    from ..config import FunctionConfig
     from .main import load_manifest
 
     manifest = load_manifest(app)
@@ -72,6 +79,9 @@ def send(
     data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
 ) -> None:
     """Put a message on a queue; prints its id once it is durable."""
+    from ..backends import BrokerError, open_broker
+    from ..backends.broker import MessageTooLarge
+    from ..sources.messaging import Messaging, UnknownQueue
     from .main import _parse_data
 
     if data is None and data_file is None:
@@ -91,7 +101,7 @@ def send(
             await broker.close()
 
     try:
-        (mid,) = asyncio.run(go())
+        (mid,) = _run(go())
     except (UnknownQueue, MessageTooLarge, BrokerError) as exc:
         raise _fail(str(exc)) from None
     sys.stdout.write(json.dumps({"messageId": mid, "queue": queue}) + "\n")
@@ -103,6 +113,9 @@ async def _no_invoke(*_: Any, **__: Any) -> Any:  # pragma: no cover - never con
 
 def _dlqs(configs: dict[str, FunctionConfig], queue: str | None) -> dict[str, str]:
     """Dead-letter queue -> source queue, optionally only for `queue`."""
+    from ..ops import OpsError
+    from ..ops.dead_letters import dead_letter_queues
+
     try:
         return dead_letter_queues(configs, queue)
     except OpsError as exc:
@@ -111,6 +124,9 @@ def _dlqs(configs: dict[str, FunctionConfig], queue: str | None) -> dict[str, st
 
 async def _collect(data_dir: str, dlqs: dict[str, str], contains: str | None,
                    error: str | None, limit: int) -> list[Delivery]:
+    from ..backends import open_broker
+    from ..ops.dead_letters import collect
+
     broker = open_broker(_broker_url(data_dir))
     try:
         return await collect(broker, dlqs, contains=contains, error=error, limit=limit)
@@ -129,8 +145,12 @@ def dlq_list(
     data_dir: str = typer.Option(".squall"),
 ) -> None:
     """List dead letters with why they died."""
+    from rich.table import Table
+
+    from ..ops.dead_letters import record
+
     _, configs = _load(app)
-    items = asyncio.run(_collect(data_dir, _dlqs(configs, queue), contains, error, limit))
+    items = _run(_collect(data_dir, _dlqs(configs, queue), contains, error, limit))
     if as_json:
         for d in items:
             sys.stdout.write(json.dumps(record(d)) + "\n")
@@ -153,8 +173,10 @@ def dlq_show(
     data_dir: str = typer.Option(".squall"),
 ) -> None:
     """Print one dead letter in full, as JSON."""
+    from ..ops.dead_letters import record
+
     _, configs = _load(app)
-    items = asyncio.run(_collect(data_dir, _dlqs(configs, None), None, None, 10**6))
+    items = _run(_collect(data_dir, _dlqs(configs, None), None, None, 10**6))
     for d in items:
         if d.message_id == message_id:
             sys.stdout.write(json.dumps(record(d), indent=2) + "\n")
@@ -170,6 +192,9 @@ def dlq_edit(
     data_dir: str = typer.Option(".squall"),
 ) -> None:
     """Replace a dead letter's body (fix it before a redrive)."""
+    from ..backends import open_broker
+    from ..backends.broker import MessageTooLarge
+
     try:
         json.loads(data)
     except ValueError as exc:
@@ -187,7 +212,7 @@ def dlq_edit(
             await broker.close()
 
     try:
-        changed = asyncio.run(go())
+        changed = _run(go())
     except MessageTooLarge as exc:
         raise _fail(str(exc)) from None
     if not changed:
@@ -207,9 +232,15 @@ def dlq_redrive(
     data_dir: str = typer.Option(".squall"),
 ) -> None:
     """Move dead letters back to their queue, at a bounded rate."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..backends import open_broker
+    from ..ops import OpsError
+    from ..ops.dead_letters import redrive, select
+
     _, configs = _load(app)
     dlqs = _dlqs(configs, queue)
-    chosen = asyncio.run(_collect(data_dir, dlqs, contains, error, limit))
+    chosen = _run(_collect(data_dir, dlqs, contains, error, limit))
     if ids:
         try:
             chosen = select(chosen, ids)
@@ -228,7 +259,7 @@ def dlq_redrive(
         finally:
             await broker.close()
 
-    moved = asyncio.run(go())
+    moved = _run(go())
     sys.stdout.write(json.dumps({"redriven": moved}) + "\n")
 
 
@@ -239,6 +270,8 @@ def dlq_delete(
     data_dir: str = typer.Option(".squall"),
 ) -> None:
     """Drop dead letters for good."""
+    from ..backends import open_broker
+
     _, configs = _load(app)
 
     async def go() -> int:
@@ -248,12 +281,13 @@ def dlq_delete(
         finally:
             await broker.close()
 
-    sys.stdout.write(json.dumps({"deleted": asyncio.run(go())}) + "\n")
+    sys.stdout.write(json.dumps({"deleted": _run(go())}) + "\n")
 
 
 def _messaging(configs: dict[str, FunctionConfig], manifest: dict[str, Any],
                broker: Any) -> Messaging:
     from ..config import RuleConfig
+    from ..sources.messaging import Messaging
 
     m = Messaging(broker, _no_invoke)
     m.configure(configs, [RuleConfig.from_manifest(r) for r in manifest.get("rules", [])])
@@ -269,6 +303,8 @@ def publish(
     data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
 ) -> None:
     """Put an event on the app's bus; matching rules deliver it (now, or when it runs)."""
+    from ..backends import BrokerError, open_broker
+    from ..backends.broker import MessageTooLarge
     from .main import _parse_data
 
     detail = _parse_data(data, data_file)
@@ -284,7 +320,7 @@ def publish(
             await broker.close()
 
     try:
-        event_id = asyncio.run(go())
+        event_id = _run(go())
     except (MessageTooLarge, BrokerError) as exc:
         raise _fail(str(exc)) from None
     sys.stdout.write(json.dumps({"eventId": event_id}) + "\n")
@@ -312,6 +348,10 @@ def replay(
     data_dir: str = typer.Option(".squall", help="Where the embedded store keeps its data."),
 ) -> None:
     """Deliver archived bus events from a time range again, in their original order."""
+    from ..backends import open_broker
+    from ..ops import OpsError
+    from ..ops.bus import replay as replay_archive
+
     t0, t1 = _when(start, "--from"), _when(end, "--to")
     if t1 <= t0:
         raise _fail("--to must be after --from")
@@ -327,7 +367,7 @@ def replay(
             await broker.close()
 
     try:
-        n = asyncio.run(go())
+        n = _run(go())
     except OpsError as exc:
         raise _fail(exc.message) from None
     sys.stdout.write(json.dumps({"replayed": n}) + "\n")
@@ -339,6 +379,10 @@ def schedules(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per schedule."),
 ) -> None:
     """Show each schedule and when it fires next."""
+    from rich.table import Table
+
+    from ..ops.schedules import schedule_rows
+
     _, configs = _load(app)
     rows = schedule_rows(configs, time.time(), count)
     if as_json:

@@ -17,17 +17,14 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterator
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..backends.base import StoreError
-from ..security.files import InsecureFile
-from ..security.keys import KeyStoreError, UsagePlan
-from ..security.secrets import SecretError
-from ..security.stores import SecurityStores, open_security
+if TYPE_CHECKING:  # the stores (and cryptography) are imported by the commands
+    from ..security.stores import SecurityStores
 
 keys_cli = typer.Typer(help="API keys for routes declared with auth='api_key'.",
                        no_args_is_help=True)
@@ -52,6 +49,12 @@ def _stores(data_dir: str, store: str | None,
             key_file: str | None = None) -> Iterator[SecurityStores]:
     """The key and secret stores of the app (exit 2 with the reason if they cannot be
     opened or an operation on them fails)."""
+    from ..backends.base import StoreError
+    from ..security.files import InsecureFile
+    from ..security.keys import KeyStoreError
+    from ..security.secrets import SecretError
+    from ..security.stores import open_security
+
     opened = None
     try:
         opened = open_security(data_dir, store, key_file=key_file)
@@ -72,6 +75,8 @@ def keys_create(name: str = typer.Argument(..., help="Who or what the key is for
                 store: Optional[str] = typer.Option(None, envvar="SQUALL_STORE",
                                                     help=STORE_HELP)) -> None:
     """Create a key with an optional usage plan; the key is printed once."""
+    from ..security.keys import UsagePlan
+
     with _stores(data_dir, store) as stores:
         plain, key = stores.keys.create(name, UsagePlan(rate, burst, quota))
     print(json.dumps({"key": plain, **key.public()}))

@@ -6,20 +6,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..sources.access import AccessPolicy
-from ..sources.state import StateService
+if TYPE_CHECKING:  # sources.state is imported when a command needs it, not at start-up
+    from ..sources.state import StateService
+
 APP_HELP = "The app: a Python file (or directory with app.py) defining an App, or module:attr."
 DATA_DIR_HELP = "Where the embedded store keeps its data."
 
 
 def attach_state(runtime: Any, manifest: dict[str, Any], data_dir: str) -> StateService:
     """Serve the app's state calls from the embedded stores under `data_dir`."""
+    from ..sources.access import AccessPolicy
+    from ..sources.state import StateService
+
     state = StateService.for_data_dir(data_dir, store_url=os.environ.get("SQUALL_STORE"),
                                       cache_url=os.environ.get("SQUALL_CACHE_URL"),
                                       app=manifest["app"])
@@ -46,6 +48,10 @@ def storage(
     as_json: bool = typer.Option(False, "--json", help="Print the usage as JSON."),
 ) -> None:
     """Storage used by each bucket, per tier (standard, archive)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..sources.state import StateService
     from .main import load_manifest
 
     manifest = load_manifest(app)

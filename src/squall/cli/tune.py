@@ -6,7 +6,6 @@ the app to be running. See squall.observe.tune and squall.observe.coldstart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -16,16 +15,13 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..backends import StoreError, open_store, store_url_for_data_dir
-from ..observe import coldstart as cs
-from ..observe.cost import Pricing, PricingError
-from ..observe.tune import TuneError, parse_sizes, tune as run_tune
-from ..runtime.runtime import UnknownFunction
-from ..runtime.zygote_client import ZygoteError
+
+# observe.tune, observe.coldstart and the runtime they drive are imported by the two
+# commands here, not when the CLI starts.
 
 out = Console(highlight=False)
 CHART_WIDTH = 36
@@ -49,6 +45,14 @@ def tune(app: str = typer.Argument(..., help="The app (a file or module:attr).")
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Run FUNCTION at each memory size (CPU share scaled as on Lambda), chart duration and
     cost, and recommend the cheapest size within the latency bound."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ..observe.cost import Pricing, PricingError
+    from ..observe.tune import TuneError, parse_sizes, tune as run_tune
+    from ..runtime.runtime import UnknownFunction
+    from ..runtime.zygote_client import ZygoteError
     from .main import _check_app
 
     ref = _check_app(app)
@@ -113,8 +117,12 @@ def coldstart(app: str = typer.Argument(..., help="The app (a file or module:att
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Where cold starts go: the app's imports (-X importtime), the zygote's memory, init
     durations per function, and hints."""
-    from .main import _check_app
+    import asyncio
+
+    from ..observe import coldstart as cs
     from ..observe.numbers import parse_duration_s
+    from ..runtime.zygote_client import ZygoteError
+    from .main import _check_app
 
     ref = _check_app(app)
     try:

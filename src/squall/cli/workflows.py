@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..ops import OpsError
-from ..ops.workflows import execution, executions, open_workflow_store, request
+
+# ops.workflows (the workflow store, workflows.machines, the ASL engine) is imported by
+# the commands that use it: other commands start without it.
 
 workflows_cli = typer.Typer(help="List, inspect and cancel workflow executions.",
                             no_args_is_help=True)
@@ -28,6 +30,8 @@ DATA_DIR_HELP = "Where the app keeps its state (as given to squall run)."
 
 
 def _store(data_dir: str) -> Any:
+    from ..ops.workflows import open_workflow_store
+
     try:
         return open_workflow_store(data_dir, os.environ.get("SQUALL_STORE"))
     except OpsError as exc:
@@ -48,6 +52,8 @@ def list_(app: str = typer.Argument(..., help="The app (a file or module:attr)."
           as_json: bool = typer.Option(False, "--json"),
           data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP)) -> None:
     """Executions, newest first."""
+    from ..ops.workflows import executions
+
     store = _store(data_dir)
     try:
         rows = executions(store, name=workflow, status=status, limit=limit)
@@ -68,6 +74,8 @@ def show(app: str = typer.Argument(..., help="The app (a file or module:attr).")
          execution_id: str = typer.Argument(...),
          data_dir: str = typer.Option(".squall", help=DATA_DIR_HELP)) -> None:
     """One execution and its history, as JSON."""
+    from ..ops.workflows import execution
+
     store = _store(data_dir)
     try:
         doc = execution(store, execution_id)
@@ -107,6 +115,7 @@ def signal(app: str = typer.Argument(..., help="The app (a file or module:attr).
 
 
 def _post(data_dir: str, execution_id: str, kind: str, data: dict[str, Any]) -> None:
+    from ..ops.workflows import request
     from .main import fail
 
     store = _store(data_dir)

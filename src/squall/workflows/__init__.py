@@ -11,9 +11,22 @@
     wiring.py   the stores, the engine and the services of a running app
 """
 
+from typing import Any
+
 from .context import Pending, SignalTimeout, StepFailed, WorkflowContext
-from .engine import WorkflowEngine, WorkflowFailed
 from .retry import StepRetry
+
+
+def __getattr__(name: str) -> Any:
+    """The engine on first use: `@app.workflow` (workflows.declare, imported by every
+    App) needs only the context, and the engine pulls in asyncio, the workflow store and
+    the ASL machines, which a CLI command or an app without workflows never uses."""
+    if name in ("WorkflowEngine", "WorkflowFailed"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Pending", "SignalTimeout", "StepFailed", "StepRetry", "WorkflowContext",
            "WorkflowEngine", "WorkflowFailed"]

@@ -19,6 +19,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .retry import StepRetry
 
+# The key of the replay request the engine sends a workflow's function (defined here, not
+# in engine.py, so that `@app.workflow` can recognise it without importing the engine).
+MARKER = "__squall_workflow__"
 
 # the workflow replaying in this thread (decorated step functions become steps in it)
 current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(

@@ -16,8 +16,7 @@ import inspect
 from typing import Any, Callable
 
 from ..config import ConfigError
-from .context import current, replay
-from .engine import MARKER
+from .context import MARKER, current, replay
 from .retry import StepRetry
 
 ARGS = "__squall_step_args__"  # a step's input when it is not one positional argument

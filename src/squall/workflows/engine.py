@@ -42,12 +42,12 @@ from ..backends.workflow_store import (FINAL, NONDETERMINISTIC,
                                        SUCCEEDED, Execution, ExecutionExists, HistoryEvent,
                                        WorkflowStore, WorkflowStoreError)
 from ..observe import logs
+from .context import MARKER
 from .machines import expanded
 from .steps import COMPENSATION_RETRY, RunsSteps
 from .waits import Waits
 
 Invoke = Callable[..., Awaitable[Any]]  # (function, kind, payload, *, request_id) -> result
-MARKER = "__squall_workflow__"
 DECISION_CRASH_RETRIES = 5  # replays re-run after their worker crashed, before giving up
 __all__ = ["COMPENSATION_RETRY", "MARKER", "WorkflowEngine", "WorkflowFailed"]
 
