@@ -22,6 +22,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 from ..backends.event_store import EventStore, NewEvent
+from ..aiocompat import wait_for
 from ..observe import logs
 
 
@@ -244,6 +245,6 @@ class EventStoreService:
             failures = failures + 1 if counts["failed"] else 0
             delay = self.poll_s if not failures else min(self.poll_s * 2 ** failures, 60.0)
             try:
-                await asyncio.wait_for(self._appended.wait(), delay)
+                await wait_for(self._appended.wait(), delay)
             except asyncio.TimeoutError:
                 pass

@@ -15,6 +15,7 @@ import logging
 import msgpack
 
 from ..backends.base import InvocationLog, InvocationRecord
+from ..aiocompat import wait_for
 from ..observe import logs
 from .aio import cancel
 from ..types import InvocationResult
@@ -96,7 +97,7 @@ class Recorder:
         assert self._wakeup is not None
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
+                await wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
             except asyncio.TimeoutError:
                 pass
             self._wakeup.clear()

@@ -38,6 +38,7 @@ from typing import Any, Callable
 from ..backends.state import (ARCHIVE, STANDARD, InvalidRequest, SortRange, UnknownResource,
                               shard_of)
 from ..backends.state_open import open_cache, open_state
+from ..aiocompat import wait_for
 from ..observe import logs
 from ..observe.traces import current_span
 from ..state import items as I
@@ -116,7 +117,7 @@ class FeedSignal:
         fut = asyncio.get_running_loop().create_future()
         self._waiters[feed].add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            await wait_for(fut, timeout)
         except asyncio.TimeoutError:
             pass
         finally:

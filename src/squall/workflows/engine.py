@@ -41,6 +41,7 @@ from typing import Any, Awaitable, Callable
 from ..backends.workflow_store import (FINAL, NONDETERMINISTIC,
                                        SUCCEEDED, Execution, ExecutionExists, HistoryEvent,
                                        WorkflowStore, WorkflowStoreError)
+from ..aiocompat import wait_for
 from ..observe import logs
 from .context import MARKER
 from .machines import expanded
@@ -216,14 +217,14 @@ class WorkflowEngine(RunsSteps, Waits):
         if execution_id not in self._drivers:
             self._kick(execution_id)
         if self.leases is None:
-            return await asyncio.wait_for(fut, timeout)
+            return await wait_for(fut, timeout)
         # another node may drive (and finish) it: look at the store every lease interval
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = self.leases.interval if deadline is None else min(
                 self.leases.interval, max(deadline - time.monotonic(), 0))
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), wait)
+                return await wait_for(asyncio.shield(fut), wait)
             except asyncio.TimeoutError:
                 ex = self._get(execution_id)
                 if ex.status in FINAL:
@@ -303,7 +304,7 @@ class WorkflowEngine(RunsSteps, Waits):
         """Wait for a wake-up, or for another node's append to this history."""
         while not wake.is_set() and not self._stopping:
             try:
-                await asyncio.wait_for(wake.wait(), self.leases.interval)
+                await wait_for(wake.wait(), self.leases.interval)
             except asyncio.TimeoutError:
                 ex = self.store.get(eid)
                 if ex is None or ex.length != seen or ex.status in FINAL or not self._mine(eid):

@@ -97,6 +97,7 @@ from ..asl.history import renumbered
 from ..backends.workflow_store import (FAILED, FINAL, SUCCEEDED, TIMED_OUT, Execution,
                                        ExecutionExists, HistoryEvent, WorkflowStore,
                                        WorkflowStoreError)
+from ..aiocompat import wait_for
 from ..observe import logs
 from ..observe.traces import RESUME_ATTR, current_span, resume_span
 from ..runtime.parked import PARKED
@@ -408,7 +409,7 @@ class MachineExecutions:
                     ex.error or {"errorType": f"States.{ex.status}", "errorMessage": ""})
             interval = self.leases.interval if self.leases is not None else None
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), interval)
+                return await wait_for(asyncio.shield(fut), interval)
             except asyncio.TimeoutError:
                 continue
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
+from ..aiocompat import wait_for
+
 
 async def timer_loop(fire_due: Callable[[], Awaitable[Any]], timers: list[tuple[Any, ...]],
                      changed: asyncio.Event, clock: Callable[[], float],
@@ -18,6 +20,6 @@ async def timer_loop(fire_due: Callable[[], Awaitable[Any]], timers: list[tuple[
         changed.clear()
         delay = (timers[0][0] - clock()) if timers else None
         try:
-            await asyncio.wait_for(changed.wait(), None if delay is None else max(delay, 0.001))
+            await wait_for(changed.wait(), None if delay is None else max(delay, 0.001))
         except asyncio.TimeoutError:
             pass

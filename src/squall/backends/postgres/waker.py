@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+from ...aiocompat import wait_for
 from .connect import psycopg
 
 RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # then every 2 s
@@ -51,7 +52,7 @@ class Waker:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[key].add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            await wait_for(fut, timeout)
         except TimeoutError:
             pass
         finally:

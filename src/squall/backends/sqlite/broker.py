@@ -40,6 +40,7 @@ from ..broker import (
     OutMessage,
     QueueStats,
 )
+from ...aiocompat import wait_for
 from .deadlines import DeadlineClock, adopt
 from .records import RecordOps
 from .streams import StreamOps
@@ -453,7 +454,7 @@ class SqliteBroker(RecordOps, StreamOps):
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch_external())
         try:
-            await asyncio.wait_for(fut, timeout)
+            await wait_for(fut, timeout)
         except asyncio.TimeoutError:
             pass
         finally:
