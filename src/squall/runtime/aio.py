@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Iterable
 
 
 async def cancel(*tasks: asyncio.Task[Any] | None) -> None:
@@ -15,4 +15,17 @@ async def cancel(*tasks: asyncio.Task[Any] | None) -> None:
         try:
             await t
         except asyncio.CancelledError:
+            pass
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+    """Cancel tasks and wait until each has finished, whatever it raised (stop paths:
+    a delivery or a scan that failed has already said so in the log)."""
+    live = [t for t in tasks if t is not None]
+    for t in live:
+        t.cancel()
+    for t in live:
+        try:
+            await t
+        except BaseException:
             pass

@@ -40,6 +40,7 @@ from typing import Any, Awaitable, Callable
 
 from ..backends.workflow_store import FINAL, SUCCEEDED, Execution, WorkflowStore
 from ..observe import logs
+from ..runtime.aio import cancel_all
 
 # (the handoff as recorded, the outcome: {"status", "output"} or {"status", "errorType",
 # "errorMessage"}) -> None once the destination has it
@@ -152,13 +153,5 @@ class Handoffs:
             await asyncio.wait(list(self._tasks))
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._tasks.add(self._loop)
-            self._loop = None
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            try:
-                await t
-            except BaseException:
-                pass
+        loop, self._loop = self._loop, None
+        await cancel_all([loop, *self._tasks])

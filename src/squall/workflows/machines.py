@@ -100,6 +100,7 @@ from ..backends.workflow_store import (FAILED, FINAL, SUCCEEDED, TIMED_OUT, Exec
 from ..aiocompat import wait_for
 from ..observe import logs
 from ..observe.traces import RESUME_ATTR, current_span, resume_span
+from ..runtime.aio import cancel_all
 from ..runtime.parked import PARKED
 from .timers import timer_loop
 
@@ -495,15 +496,6 @@ class MachineExecutions:
                 logs.event("state machine takeover scan failed", error=repr(exc))
 
     async def stop(self) -> None:
-        for loop in (self._loop, self._timer_loop_task):
-            if loop is not None:
-                loop.cancel()
-                self._tasks.add(loop)
+        loops = (self._loop, self._timer_loop_task)
         self._loop = self._timer_loop_task = None
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            try:
-                await t
-            except BaseException:
-                pass
+        await cancel_all([*loops, *self._tasks])
