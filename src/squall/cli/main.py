@@ -38,6 +38,13 @@ cli = typer.Typer(
 )
 err = Console(stderr=True)
 
+
+def spinner(text: str) -> Any:
+    """A status spinner on stderr when it is a terminal; nothing when it is a pipe or a
+    file (a spinner's last frame could otherwise land in front of the next line, e.g.
+    the REPORT line that scripts and tests read)."""
+    return err.status(text, spinner="dots") if err.is_terminal else contextlib.nullcontext()
+
 APP_HELP = "The app: a Python file (or directory with app.py) defining an App, or module:attr."
 DATA_DIR_HELP = "Where the embedded store keeps its data."
 
@@ -286,7 +293,7 @@ async def _invoke(ref: str, function: str, data: Any, data_dir: str) -> Invocati
     runtime = Runtime(ref, on_result=recorder.add, provision=False)
     state = None
     try:
-        with err.status("[dim]starting the app…[/]", spinner="dots"):
+        with spinner("[dim]starting the app…[/]"):
             manifest = await runtime.start()
         recorder.app = manifest["app"]
         state = attach_state(runtime, manifest, data_dir)  # tables, cache, buckets
@@ -373,7 +380,7 @@ def load_manifest(app: str) -> dict[str, Any]:
 
     ref = _check_app(app)
     try:
-        with err.status("[dim]loading the app…[/]", spinner="dots"):
+        with spinner("[dim]loading the app…[/]"):
             return asyncio.run(_manifest(ref))
     except ZygoteError as exc:
         err.print(exc.detail or "", highlight=False, markup=False)
