@@ -34,6 +34,12 @@ log = logging.getLogger("squall.broker.nats")
 POLL_S = 5.0  # a long poll; it returns as soon as a message is due
 BATCH = 64
 MAX_PAUSE_S = 2.0
+# A message a mover took but neither re-timed nor moved (its broker closed or died in
+# between) goes back to the other movers after this long. It was 30 s: a broker closed
+# just after its mover took a message held that message back for half a minute (a
+# sibling's delivery test waited 10 s and failed, once, under load). A batch is handled
+# in milliseconds, far inside it.
+ACK_WAIT_S = 5.0
 
 
 class DelayMover:
@@ -70,7 +76,8 @@ class DelayMover:
             await conn.api(f"CONSUMER.DURABLE.CREATE.{names.messages}.{DELAY_MOVER}", {
                 "stream_name": names.messages, "config": {
                     "durable_name": DELAY_MOVER, "filter_subject": f"{names.prefix}.d.>",
-                    "ack_policy": "explicit", "ack_wait": int(30e9), "max_deliver": -1,
+                    "ack_policy": "explicit", "ack_wait": int(ACK_WAIT_S * 1e9),
+                    "max_deliver": -1,
                     "max_ack_pending": -1, "deliver_policy": "all",
                 }})
         self._ready = True
