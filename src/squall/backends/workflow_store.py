@@ -42,6 +42,23 @@ class ExecutionExists(WorkflowStoreError):
     """`create` was given an execution id that is already taken."""
 
 
+def handoffs_query(execution_id: str | None, limit: int, ended: bool, mark: str
+                   ) -> tuple[str, list[Any]]:
+    """The SELECT both stores run for `WorkflowStore.handoffs` (`mark`: the driver's
+    parameter placeholder, "?" or "%s"): execution id and data, oldest first."""
+    sql, where, args = "SELECT h.execution_id, h.data FROM wf_handoffs h", [], []
+    if ended:
+        sql += " JOIN wf_executions e ON e.id = h.execution_id"
+        where.append(f"e.status <> {mark}")
+        args.append(RUNNING)
+    if execution_id is not None:
+        where.append(f"h.execution_id = {mark}")
+        args.append(execution_id)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" ORDER BY h.id LIMIT {mark}", [*args, limit]
+
+
 def plan_append(execution_id: str, found: tuple[int, str] | None,
                 events: Sequence[tuple[str, dict[str, Any]]], expected_length: int | None,
                 now: float, dumps: Callable[[Any], str]) -> tuple[int, list[tuple]]:

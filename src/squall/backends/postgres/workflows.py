@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..workflow_store import (RUNNING, Execution, ExecutionExists, Handoff, HistoryEvent,
-                              InboxItem, plan_append)
+                              InboxItem, handoffs_query, plan_append)
 from .database import Database
 
 TABLES = [
@@ -136,18 +136,8 @@ class PgWorkflowStore:
 
     def handoffs(self, execution_id: str | None = None, limit: int = 1000, *,
                  ended: bool = False) -> list[Handoff]:
-        q, where, args = "SELECT h.execution_id, h.data FROM wf_handoffs h", [], []
-        if ended:
-            q += " JOIN wf_executions e ON e.id = h.execution_id"
-            where.append("e.status <> %s")
-            args.append(RUNNING)
-        if execution_id is not None:
-            where.append("h.execution_id = %s")
-            args.append(execution_id)
-        if where:
-            q += " WHERE " + " AND ".join(where)
-        args.append(limit)
-        rows = self.db.rows("read workflow handoffs", q + " ORDER BY h.id LIMIT %s", args)
+        q, args = handoffs_query(execution_id, limit, ended, "%s")
+        rows = self.db.rows("read workflow handoffs", q, args)
         return [Handoff(r[0], json.loads(r[1])) for r in rows]
 
     def drop_handoff(self, execution_id: str) -> None:

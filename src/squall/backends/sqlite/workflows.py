@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..workflow_store import (RUNNING, Execution, ExecutionExists, Handoff, HistoryEvent,
-                              InboxItem, WorkflowStoreError, plan_append)
+                              InboxItem, WorkflowStoreError, handoffs_query, plan_append)
 from .tx import immediate
 
 _SCHEMA = """
@@ -192,18 +192,9 @@ class SqliteWorkflowStore:
 
     def handoffs(self, execution_id: str | None = None, limit: int = 1000, *,
                  ended: bool = False) -> list[Handoff]:
-        sql, where, args = "SELECT h.execution_id, h.data FROM wf_handoffs h", [], []
-        if ended:
-            sql += " JOIN wf_executions e ON e.id = h.execution_id"
-            where.append("e.status <> ?")
-            args.append(RUNNING)
-        if execution_id is not None:
-            where.append("h.execution_id = ?")
-            args.append(execution_id)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, args = handoffs_query(execution_id, limit, ended, "?")
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY h.id LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(sql, args).fetchall()
         return [Handoff(r[0], json.loads(r[1])) for r in rows]
 
     def drop_handoff(self, execution_id: str) -> None:
